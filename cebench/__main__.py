@@ -1,0 +1,3 @@
+from cebench.cli import app
+
+app()

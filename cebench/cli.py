@@ -1,0 +1,206 @@
+"""The `cebench` command line. User errors print one line and exit with code 2; nothing computed is lost."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cebench.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark and ablate Context Encoders (Pathak et al. 2016): run, eval, score, inpaint.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: preview samples.")
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")]
+
+
+def user_errors(fn: F) -> F:
+    """Turn UserError into one red line and exit code 2; Ctrl-C into a short note (checkpoints are already on disk)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: finished runs and per-epoch checkpoints are saved; "
+                              "continue with --resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command("list")
+@user_errors
+def list_cmd() -> None:
+    """Variants, components, datasets and metrics, as tables."""
+    from cebench.data.source import DATASETS
+    from cebench.metrics import METRIC_DESCRIPTIONS
+    from cebench.models import BOTTLENECKS
+    from cebench.registry import create_variant, list_variants, variant_doc
+
+    table = Table(title="Variants (presets a spec starts from)")
+    table.add_column("name", no_wrap=True)
+    for col in ("bottleneck", "channels", "loss", "critic", "lr G / D", "source"):
+        table.add_column(col)
+    for name in list_variants():
+        v = create_variant(name)
+        critic = v.discriminator if v.loss == "joint" else "-"
+        table.add_row(name, v.bottleneck, v.channels, v.loss, critic, f"{v.lr_g:g} / {v.lr_d:g}",
+                      variant_doc(name).splitlines()[0])
+    console.print(table)
+
+    comps = Table(title="Components (variant fields)")
+    comps.add_column("field", no_wrap=True)
+    comps.add_column("choices")
+    comps.add_row("bottleneck", ", ".join(BOTTLENECKS))
+    for field in ("channels", "loss", "discriminator", "mask", "fill"):
+        from cebench.config import Variant
+
+        comps.add_row(field, ", ".join(Variant.model_fields[field].annotation.__args__))  # type: ignore[union-attr]
+    console.print(comps)
+    _two_column("Datasets", DATASETS)
+    _two_column("Metrics (per image, averaged over the test set)", METRIC_DESCRIPTIONS)
+
+
+def _two_column(title: str, rows: dict[str, str]) -> None:
+    table = Table(title=title)
+    table.add_column("name", no_wrap=True)
+    table.add_column("description")
+    for k, v in rows.items():
+        table.add_row(k, v)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def run(
+    spec: Annotated[Path, typer.Argument(help="ablation spec (YAML)")],
+    out: Annotated[Path, typer.Option(help="root folder of run outputs")] = Path("runs"),
+    device: DeviceOpt = "auto",
+    resume: Annotated[bool, typer.Option(help="continue interrupted runs, skip finished ones")] = False,
+    overwrite: Annotated[bool, typer.Option(help="delete this spec's earlier runs and start over")] = False,
+) -> None:
+    """Train and score every run of an ablation spec; one row per run in runs/<spec>/results.csv."""
+    from cebench.device import pick_device
+    from cebench.run import run_spec
+    from cebench.spec import load_spec
+
+    loaded = load_spec(spec)
+    dev = pick_device(device)
+    table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, console=err_console)
+    _print_results(table, f"{loaded.name}: {len(table)} runs on {dev} -> {out / loaded.name / 'results.csv'}")
+
+
+def _print_results(table: Any, title: str) -> None:
+    from cebench.results import CONVENTION
+
+    out = Table(title=title, caption=CONVENTION)
+    metrics = [m for m in ("l1", "l2", "psnr", "ssim", "sharpness") if f"{m}_mean" in table]
+    for col in ["run_id", *metrics, "images/s"]:
+        out.add_column(col, justify="left" if col == "run_id" else "right")
+    for _, row in table.iterrows():
+        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in metrics]
+        out.add_row(str(row["run_id"]), *cells, f"{row['images_per_s']:.0f}")
+    console.print(out)
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a trained run folder, runs/<spec>/<run>")],
+    data: Annotated[Path | None, typer.Option(help="folder of images to score on (default: the run's test split)")] = None,
+    n_test: Annotated[int | None, typer.Option(help="score at most this many images")] = None,
+    out: Annotated[Path | None, typer.Option(help="CSV to append the row to (default RUN_DIR/eval.csv)")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Re-score a trained run on any data; writes the same row format as `run`."""
+    import pandas as pd
+
+    from cebench.device import pick_device
+    from cebench.inpaint import eval_run
+
+    row = eval_run(run_dir, pick_device(device), data_path=data, n_test=n_test, out=out)
+    _print_results(pd.DataFrame([row]), f"{run_dir.name} on {data or 'its test split'} ({row['n_test']} images)")
+
+
+@app.command()
+@user_errors
+def score(
+    pred: Annotated[Path, typer.Option(help="folder of inpainted images")],
+    target: Annotated[Path, typer.Option(help="folder of original images, paired by file name")],
+    out: Annotated[Path, typer.Option(help="per-image CSV")] = Path("scores.csv"),
+    mask: Annotated[str, typer.Option(help="'center' or a mask image (white = scored region)")] = "center",
+    region: Annotated[str, typer.Option(help="hole (the masked region) or image (whole image)")] = "hole",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Score ANY inpainting method's outputs against the originals with cebench's metric harness."""
+    from cebench.device import pick_device
+    from cebench.score import print_summary, score_dirs
+
+    if region not in ("hole", "image"):
+        raise UserError(f"--region {region!r}: valid: hole, image")
+    table = score_dirs(pred, target, mask=mask, region=region, out=out, device=str(pick_device(device)))
+    print_summary(table, console)
+    console.print(f"per-image scores -> {out}")
+
+
+@app.command()
+@user_errors
+def inpaint(
+    run_dir: Annotated[Path, typer.Argument(help="a trained run folder")],
+    images: Annotated[list[Path], typer.Argument(help="image files to fill")],
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("filled"),
+    mask: Annotated[str, typer.Option(help="'center' or a mask image of the same size (white = hole)")] = "center",
+    device: DeviceOpt = "auto",
+) -> None:
+    """Fill the hole of your own images with a trained run, composited back at full resolution."""
+    from cebench.device import pick_device
+    from cebench.inpaint import inpaint_files
+
+    for path in inpaint_files(run_dir, images, out, mask, pick_device(device)):
+        console.print(f"wrote {path}")
+
+
+@data_app.command("preview")
+@user_errors
+def data_preview(
+    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("landscapes.png"),
+    n: Annotated[int, typer.Option(help="number of samples")] = 32,
+    size: Annotated[int, typer.Option(help="image side")] = 128,
+    seed: Annotated[int, typer.Option(help="scene seed")] = 0,
+    folder: Annotated[Path | None, typer.Option(help="preview a folder dataset instead")] = None,
+) -> None:
+    """Write a PNG grid of dataset samples (the procedural landscapes by default)."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from cebench.config import DataConfig
+    from cebench.data.source import load_split
+    from cebench.imageio import write_png
+
+    data = DataConfig(name="folder", path=folder, n_val=0, n_test=n) if folder else DataConfig(seed=seed, n_test=n)
+    images = load_split(data, "test", size, torch.device("cpu"))[:n]
+    write_png(out, make_grid(images, nrow=min(8, len(images)), padding=2, pad_value=255))
+    console.print(f"wrote {len(images)} samples to {out}")
+
+
+def main() -> None:
+    app(prog_name="cebench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

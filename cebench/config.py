@@ -1,0 +1,109 @@
+"""Validated configuration: a `Variant` (model, loss, mask, optimiser), the data it trains on, and ablation specs.
+
+All models are frozen pydantic models that reject unknown fields, so a typo in a spec is an error, never a silent default.
+Every field of `Variant` and `DataConfig` becomes a column of the results table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Variant(Frozen):
+    """One trainable context-encoder configuration. Defaults are Pathak's released centre-inpainting recipe."""
+
+    # model
+    image_size: int = Field(128, description="side of the square input image (power of two >= 16)")
+    channels: Literal["rgb", "gray"] = "rgb"
+    bottleneck: Literal["fc", "channelwise"] = "fc"
+    bottleneck_dim: int = Field(4000, gt=0, description="width of the fc bottleneck (Pathak's README: 4000)")
+    width: int = Field(64, gt=0, description="base number of filters (nef = ngf = ndf in Pathak's code)")
+    # loss
+    loss: Literal["l2", "joint"] = "joint"
+    lambda_rec: float = Field(0.999, ge=0, description="weight of the reconstruction loss (Pathak's wtl2)")
+    lambda_adv: float = Field(0.001, ge=0, description="weight of the adversarial loss (1 - wtl2)")
+    overlap_weight: float = Field(10.0, ge=0, description="loss weight of the overlap band (Pathak's overlapL2Weight)")
+    discriminator: Literal["patch", "context"] = "patch"
+    context_px: int = Field(7, ge=0, description="real context around the hole seen by the `context` critic, at 128 px")
+    # mask
+    mask: Literal["center", "block", "region"] = "center"
+    overlap: int = Field(4, ge=0, description="visible band inside the region, weighted in the loss (overlapPred)")
+    fill: Literal["mean", "zero", "noise"] = "mean"
+    # optimisation
+    lr_g: float = Field(2e-3, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    batch_size: int = Field(64, gt=0)
+    epochs: int = Field(25, gt=0)
+
+    @field_validator("image_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v < 16 or v & (v - 1):
+            raise ValueError("must be a power of two >= 16 (16, 32, 64, 128, 256, ...)")
+        return v
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> Variant:
+        if self.mask == "center" and 2 * self.overlap >= self.image_size // 2:
+            raise ValueError(f"overlap {self.overlap} leaves no hole in a {self.image_size // 2} px centre region")
+        return self
+
+    @property
+    def n_channels(self) -> int:
+        return 3 if self.channels == "rgb" else 1
+
+
+class DataConfig(Frozen):
+    """Where images come from. `landscapes` is procedural and embedded; `folder` reads any image tree."""
+
+    name: Literal["landscapes", "folder"] = "landscapes"
+    path: Path | None = None
+    n_train: int | None = Field(15000, gt=0, description="training images (folder: cap; None = all)")
+    n_val: int = Field(150, ge=0, description="validation images, disjoint from test (per-epoch curves, tuning)")
+    n_test: int = Field(150, gt=0, description="test images (the reproduction paper holds out 150)")
+    seed: int = Field(0, description="landscapes: the scene seed; folder: unused")
+    load_size: int | None = Field(None, description="folder: short side before cropping (default size*350/128)")
+
+    @model_validator(mode="after")
+    def _path_for_folder(self) -> DataConfig:
+        if self.name == "folder" and self.path is None:
+            raise ValueError("data.path is required when data.name is 'folder'")
+        return self
+
+
+class Spec(Frozen):
+    """An ablation: a base preset, fixed overrides, axes whose product is the grid of runs, and seeds."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    preset: str = "pathak2016"
+    data: DataConfig = DataConfig()
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    epochs: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+
+    @field_validator("overrides", "axes")
+    @classmethod
+    def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(Variant.model_fields))
+        if unknown:
+            raise ValueError(f"unknown variant field {unknown[0]!r}; valid: {', '.join(Variant.model_fields)}")
+        return v
+
+    @field_validator("axes")
+    @classmethod
+    def _nonempty_axes(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"axis {key!r} has no values")
+        return v

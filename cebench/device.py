@@ -1,0 +1,21 @@
+"""Picking the training device: CUDA when present, CPU otherwise, `--device` to override."""
+
+from __future__ import annotations
+
+import torch
+
+from cebench.errors import UserError
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; valid here: auto, cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: unsupported; valid: auto, cpu, cuda, cuda:N")
+    return device

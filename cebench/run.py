@@ -1,0 +1,145 @@
+"""`cebench run`: train and score every run of a spec, appending one row per run to `runs/<spec>/results.csv`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cebench.checkpoint import RESULT, STATE, write_run_config
+from cebench.config import DataConfig, Spec, Variant
+from cebench.data.source import load_split
+from cebench.errors import UserError
+from cebench.evaluate import FillOnly, evaluate, sample_grid
+from cebench.imageio import atomic_path, write_png, write_text
+from cebench.metrics import summarize
+from cebench.results import RESULTS_CSV, append_rows, make_row
+from cebench.spec import RunPlan, expand
+from cebench.task import Task
+from cebench.train import FitResult, fit
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+
+class SplitCache:
+    """Loads each (data, image size) once per process: every run of a spec trains and tests on the same tensors."""
+
+    def __init__(self, device: torch.device, log: Callable[[str], None]) -> None:
+        self.device, self.log = device, log
+        self._cache: dict[tuple[str, int], Splits] = {}
+
+    def get(self, data: DataConfig, image_size: int) -> Splits:
+        key = (data.model_dump_json(), image_size)
+        if key not in self._cache:
+            load = functools.partial(load_split, data, image_size=image_size, device=self.device, log=self.log)
+            self._cache[key] = Splits(load(split="train"), load(split="val"), load(split="test"))
+        return self._cache[key]
+
+
+def make_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[ips]:>8.0f} img/s"), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def run_spec(
+    spec: Spec, out_root: Path, device: torch.device, *, resume: bool = False, overwrite: bool = False,
+    console: Console | None = None,
+) -> pd.DataFrame:
+    """Train and score every run of `spec`; finished runs are skipped with `resume`. Returns the results table."""
+    console = console or Console(stderr=True)
+    spec_dir = out_root / spec.name
+    plans = expand(spec)
+    started = [p.run_id for p in plans if (spec_dir / p.run_id).exists()]
+    if started and not (resume or overwrite):
+        raise UserError(f"{spec_dir} already holds {len(started)} of this spec's runs (e.g. {started[0]}); "
+                        "pass --resume to continue them or --overwrite to start over")
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    write_text(spec_dir / "spec.json", spec.model_dump_json(indent=2))
+    splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
+    table = pd.DataFrame()
+    with make_progress(console) as progress:
+        overall = progress.add_task(f"{spec.name}: runs", total=len(plans), ips=0.0, info="")
+        for plan in plans:
+            run_dir = spec_dir / plan.run_id
+            if overwrite and run_dir.exists():
+                shutil.rmtree(run_dir)
+            if resume and (run_dir / RESULT).is_file():
+                progress.console.print(f"[dim]{plan.run_id}: finished earlier, skipped")
+            else:
+                row = train_and_score(spec, plan, run_dir, splits.get(spec.data, plan.variant.image_size), device,
+                                      resume=resume, progress=progress)
+                table = append_rows(spec_dir / RESULTS_CSV, [row])
+                progress.console.print(f"{plan.run_id}: hole PSNR {row['psnr_mean']:.2f} dB, "
+                                       f"L1 {row['l1_mean']:.2f}%, SSIM {row['ssim_mean']:.3f}")
+            progress.advance(overall)
+    return table if len(table) else pd.read_csv(spec_dir / RESULTS_CSV)
+
+
+def train_and_score(
+    spec: Spec, plan: RunPlan, run_dir: Path, splits: Splits, device: torch.device, *, resume: bool,
+    progress: Progress | None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """One run: fit, score on the test split, write per-image scores, samples and the result row into `run_dir`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_config(run_dir, plan.variant, spec.data, plan.seed)
+    with open(run_dir / "train.log", "a") as log_file:
+        def log(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        log(f"run {plan.run_id} on {device}: {plan.variant.model_dump_json()}")
+        result = fit(plan.variant, splits.train, splits.val, plan.seed, run_dir, resume=resume and
+                     (run_dir / STATE).is_file(), progress=progress, log=log, on_epoch=on_epoch)
+        row = score_run(spec.name, plan.run_id, plan.variant, spec.data, plan.seed, result, splits.test, run_dir,
+                        device, extra={f"axis_{k}": v for k, v in plan.axes.items()})
+        log(f"test: {json.dumps({k: row[k] for k in row if k.endswith('_mean')})}")
+    return row
+
+
+def score_run(
+    spec_name: str, run_id: str, variant: Variant, data: DataConfig, seed: int, result: FitResult,
+    test: torch.Tensor, run_dir: Path, device: torch.device, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    task = Task(variant)
+    amp = device.type == "cuda"
+    scores = evaluate(result.generator, task, test, amp=amp)
+    per_image = pd.DataFrame({k: v.cpu().numpy() for k, v in scores.items()})
+    per_image.insert(0, "test_index", range(len(per_image)))
+    with atomic_path(run_dir / "per_image.csv") as tmp:
+        per_image.to_csv(tmp, index=False)
+    with atomic_path(run_dir / "history.csv") as tmp:
+        pd.DataFrame(result.history).to_csv(tmp, index=False)
+    write_png(run_dir / "samples.png", sample_grid(result.generator, task, test, amp=amp))
+    row = make_row(spec=spec_name, run_id=run_id, variant=variant, data=data, seed=seed, summary=summarize(scores),
+                   n_test=len(test), device=device, train_time_s=result.train_time_s,
+                   images_per_s=result.images_per_s, extra={**reference_scores(task, seed, test, device), **(extra or {})})
+    write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
+    return row
+
+
+def reference_scores(task: Task, seed: int, test: torch.Tensor, device: torch.device) -> dict[str, float]:
+    """Hole metrics of two references on the same test images: the fill alone, and this run's untrained generator."""
+    torch.manual_seed(seed)
+    references = {"fill": FillOnly(task), "untrained": task.build_generator().to(device)}
+    out = {}
+    for name, model in references.items():
+        scores = evaluate(model, task, test, amp=device.type == "cuda")
+        out.update({f"{name}_{k}_mean": float(scores[k].mean()) for k in ("l1", "l2", "psnr", "ssim")})
+    return out

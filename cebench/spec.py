@@ -1,0 +1,84 @@
+"""Ablation specs: YAML files validated into `Spec`, expanded into one `RunPlan` per grid point and seed."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cebench.config import Spec, Variant
+from cebench.errors import UserError
+from cebench.registry import create_variant
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    run_id: str
+    variant: Variant
+    seed: int
+    axes: dict[str, Any]
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+
+
+def validate(model: type[BaseModel], payload: Any, source: Path) -> Any:
+    """Validate `payload` against `model`; the first problem becomes one line naming the file and field."""
+    if not isinstance(payload, dict):
+        raise UserError(f"{source}: expected a mapping of fields at the top level")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "spec"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            valid = _fields_at(model, err["loc"][:-1])
+            msg = f"unknown field; valid: {', '.join(valid)}"
+        raise UserError(f"{source}: {field}: {msg}") from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return list(model.model_fields)
+
+
+def load_spec(path: Path) -> Spec:
+    spec: Spec = validate(Spec, read_yaml(path), path)
+    expand(spec, source=path)  # fail now, before any training, if a grid point is invalid
+    return spec
+
+
+def expand(spec: Spec, source: Path | None = None) -> list[RunPlan]:
+    """The product of the axes times the seeds, in spec order; run ids name the axis values and the seed."""
+    fixed = dict(spec.overrides)
+    if spec.epochs is not None:
+        fixed["epochs"] = spec.epochs
+    if spec.batch_size is not None:
+        fixed["batch_size"] = spec.batch_size
+    keys = list(spec.axes)
+    plans = []
+    for values in itertools.product(*(spec.axes[k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
+        try:
+            variant = create_variant(spec.preset, **{**fixed, **point})
+        except UserError as e:
+            raise UserError(f"{source or spec.name}: {e}") from None
+        label = "-".join(f"{k}={v}" for k, v in point.items()) or spec.preset
+        plans += [RunPlan(f"{label}-seed{seed}", variant, seed, point) for seed in spec.seeds]
+    return plans

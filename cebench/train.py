@@ -1,0 +1,177 @@
+"""One training loop for every variant, CPU and GPU alike (in the manner of nanoGPT: read it top to bottom).
+
+The reconstruction loss is Pathak's: squared error over the predicted region with the overlap band weighted 10x. The
+joint loss adds the adversarial term with the critic on logits (`BCEWithLogits`, safe under bf16 autocast).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress, TaskID
+
+from cebench.checkpoint import STATE, WEIGHTS, load_state, load_weights, save_state, save_weights
+from cebench.config import Variant
+from cebench.data.source import image_batch
+from cebench.evaluate import evaluate
+from cebench.masks import fill_holes, make_masks
+from cebench.models import Generator
+from cebench.task import Task
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class Diverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    generator: Generator
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    images_seen: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images_seen / self.train_time_s if self.train_time_s > 0 else 0.0
+
+
+def fit(
+    variant: Variant,
+    train_images: torch.Tensor,
+    val_images: torch.Tensor,
+    seed: int,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_epoch: EpochCallback | None = None,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = lambda line: None,
+    log_every: int = 50,
+) -> FitResult:
+    """Train `variant` on uint8 images already on the device; checkpoint every epoch in `run_dir`."""
+    device = train_images.device
+    amp = device.type == "cuda"  # bf16 autocast on GPU; fp32 on CPU where bf16 is slow and results must be exact
+    task = Task(variant)
+    torch.manual_seed(seed)
+    generator = task.build_generator().to(device)
+    critic = task.build_discriminator()
+    critic = critic.to(device) if critic is not None else None
+    betas = (variant.beta1, 0.999)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=variant.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=variant.lr_d, betas=betas) if critic is not None else None
+    rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
+
+    result = FitResult(generator)
+    start_epoch = 0
+    if resume and (run_dir / STATE).is_file():
+        state = load_state(run_dir / STATE)
+        load_weights(run_dir / WEIGHTS, generator, critic)
+        opt_g.load_state_dict(state["opt_g"])
+        if opt_d is not None:
+            opt_d.load_state_dict(state["opt_d"])
+        rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch = int(state["epoch"])
+        result.history = list(state["history"])
+        result.train_time_s, result.images_seen = float(state["train_time_s"]), int(state["images_seen"])
+        log(f"resumed at epoch {start_epoch}")
+
+    n, bs = len(train_images), min(variant.batch_size, len(train_images))
+    steps = n // bs  # drop the last partial batch: constant shapes, BatchNorm never sees a batch of one
+    task_id: TaskID | None = None
+    if progress is not None:
+        task_id = progress.add_task(run_dir.name, total=variant.epochs * steps, completed=start_epoch * steps, ips=0.0,
+                                    info="")
+
+    for epoch in range(start_epoch, variant.epochs):
+        generator.train()
+        if critic is not None:
+            critic.train()
+        sums = torch.zeros(3, device=device)  # rec, adv, critic: summed on device, read once per log interval
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=rng, device=device)
+        for step in range(steps):
+            real = image_batch(train_images, perm[step * bs : (step + 1) * bs], variant.image_size,
+                               gray=variant.channels == "gray", train=True, generator=rng)
+            masks = make_masks(variant.mask, bs, variant.image_size, variant.overlap, rng)
+            x = fill_holes(real, masks.hole, variant.fill, rng)
+            target = task.crop(real)
+            weights = task.crop(masks.loss_weights(variant.overlap_weight))
+            region_px = task.crop(masks.region).sum() * real.shape[1]
+
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                pred = generator(x)
+            pred = pred.float()
+            rec = (weights * (pred - target) ** 2).sum() / region_px
+
+            if critic is not None and opt_d is not None:
+                # Critic step on real vs detached fake, then the generator is judged by the updated critic.
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits_real = critic(task.critic_input(real, target)).float()
+                    logits_fake = critic(task.critic_input(real, pred.detach())).float()
+                loss_d = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
+                    F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits_gen = critic(task.critic_input(real, pred)).float()
+                adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
+                loss_g = variant.lambda_rec * rec + variant.lambda_adv * adv
+                sums += torch.stack([rec.detach(), adv.detach(), loss_d.detach()])
+            else:
+                loss_g = rec
+                sums[0] += rec.detach()
+
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+
+            if progress is not None and task_id is not None:
+                progress.advance(task_id)
+                if (step + 1) % log_every == 0 or step + 1 == steps:
+                    means = (sums / (step + 1)).tolist()  # the only host sync, once per log interval
+                    _check_finite(means, epoch)
+                    elapsed = result.train_time_s + time.perf_counter() - t0
+                    ips = (result.images_seen + (step + 1) * bs) / elapsed
+                    progress.update(task_id, ips=ips, info=f"ep {epoch + 1}/{variant.epochs} rec {means[0]:.4f}")
+
+        rec_m, adv_m, d_m = (sums / steps).tolist()
+        _check_finite([rec_m, adv_m, d_m], epoch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        result.train_time_s += time.perf_counter() - t0
+        result.images_seen += steps * bs
+
+        val = evaluate(generator, task, val_images, amp=amp) if len(val_images) else {}
+        record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
+                  "images_per_s": steps * bs / max(time.perf_counter() - t0, 1e-9)}
+        record.update({f"val_{k}": float(val[k].mean()) for k in ("psnr", "l1", "ssim") if k in val})
+        result.history.append(record)
+        log(" ".join(f"{k}={v:.5g}" for k, v in record.items()))
+
+        # Weights first, then the state that points at them: a crash between the two replays one epoch at most.
+        save_weights(run_dir / WEIGHTS, generator, critic)
+        save_state(run_dir / STATE, {
+            "epoch": epoch + 1, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d else {},
+            "rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "history": result.history,
+            "train_time_s": result.train_time_s, "images_seen": result.images_seen,
+        })
+        if on_epoch is not None:
+            on_epoch(epoch + 1, record)
+
+    if progress is not None and task_id is not None:
+        progress.update(task_id, visible=False)
+    return result
+
+
+def _check_finite(values: list[float], epoch: int) -> None:
+    if not all(v == v and abs(v) != float("inf") for v in values):
+        raise Diverged(f"loss is not finite in epoch {epoch + 1}: rec/adv/critic = {values}")

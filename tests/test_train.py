@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cebench.checkpoint import STATE, WEIGHTS, load_state
+from cebench.data.source import load_split
+from cebench.registry import create_variant
+from cebench.train import Diverged, fit
+from tests.conftest import TINY, TINY_DATA
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[torch.Tensor, torch.Tensor]:
+    cpu = torch.device("cpu")
+    return load_split(TINY_DATA, "train", 32, cpu), load_split(TINY_DATA, "val", 32, cpu)
+
+
+@pytest.mark.parametrize("preset", ["pathak2016_l2", "landscape2023"])
+def test_fit_checkpoints_every_epoch(preset: str, splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
+    v = create_variant(preset, **TINY)
+    seen: list[int] = []
+    result = fit(v, *splits, seed=0, run_dir=tmp_path, on_epoch=lambda e, rec: seen.append(e))
+    assert seen == [1, 2] and len(result.history) == 2
+    assert all(torch.isfinite(torch.tensor(r["loss_rec"])) for r in result.history)
+    assert "val_psnr" in result.history[-1]
+    state = load_state(tmp_path / STATE)  # weights_only=True
+    assert state["epoch"] == 2 and (tmp_path / WEIGHTS).is_file()
+    assert (state["opt_d"] != {}) == (v.loss == "joint")
+
+
+def test_same_seed_same_weights_and_resume_matches(splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
+    v = create_variant("landscape2023", **TINY)
+    full = fit(v, *splits, seed=1, run_dir=tmp_path / "a").generator.state_dict()
+    again = fit(v, *splits, seed=1, run_dir=tmp_path / "b").generator.state_dict()
+    assert all(torch.equal(full[k], again[k]) for k in full)
+
+    def stop_after_first(epoch: int, record: dict[str, float]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(v, *splits, seed=1, run_dir=tmp_path / "c", on_epoch=stop_after_first)
+    assert load_state(tmp_path / "c" / STATE)["epoch"] == 1
+    resumed = fit(v, *splits, seed=1, run_dir=tmp_path / "c", resume=True)
+    assert len(resumed.history) == 2
+    state = resumed.generator.state_dict()
+    assert all(torch.equal(full[k], state[k]) for k in full)
+
+    other = fit(v, *splits, seed=2, run_dir=tmp_path / "d").generator.state_dict()
+    assert not all(torch.equal(full[k], other[k]) for k in full)
+
+
+def test_divergence_is_reported(splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
+    v = create_variant("pathak2016_l2", **{**TINY, "lr_g": 1e30, "epochs": 3})
+    with pytest.raises(Diverged, match="not finite"):
+        fit(v, *splits, seed=0, run_dir=tmp_path)
