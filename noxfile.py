@@ -6,34 +6,44 @@ import nox
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
-PYTHON = "3.11"
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (CPU, tiny models)."""
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def lint(session: nox.Session) -> None:
-    """Lint and check formatting with ruff."""
+    """Lint with ruff."""
     session.install("ruff")
     session.run("ruff", "check", "cebench", "tests", "noxfile.py")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def typing(session: nox.Session) -> None:
     """Type-check the package with mypy."""
     session.install("-e", ".[dev]")
     session.run("mypy", "cebench")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def smoke(session: nox.Session) -> None:
     """Run the quickstart spec end to end, then check its results table."""
     session.install("-e", ".")
     tmp = session.create_tmp()
     session.run("cebench", "run", "ablations/quickstart.yaml", "--out", f"{tmp}/runs", "--overwrite")
     session.run("python", "-m", "cebench.smoke", f"{tmp}/runs/quickstart/results.csv")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (slow, opt-in); `nox -s bench -- --compare` fails on a >10% regression against the last saved run."""
+    session.install("-e", ".[dev]")
+    args = ["pytest", "benchmarks", "--benchmark-storage=.benchmarks", "--benchmark-autosave",
+            "--benchmark-json=.benchmarks/latest.json", "--benchmark-columns=mean,stddev,rounds"]
+    if "--compare" in session.posargs:
+        args += ["--benchmark-compare", "--benchmark-compare-fail=mean:10%"]
+    session.run(*args, *[a for a in session.posargs if a != "--compare"])

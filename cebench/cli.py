@@ -198,6 +198,22 @@ def data_preview(
     console.print(f"wrote {len(images)} samples to {out}")
 
 
+@data_app.command("pack")
+@user_errors
+def data_pack(
+    folder: Annotated[Path, typer.Argument(help="image folder to pack")],
+    size: Annotated[int, typer.Option(help="training image side the pack is for")] = 128,
+    load_size: Annotated[int | None, typer.Option(help="short side before cropping (default size*350/128)")] = None,
+) -> None:
+    """Decode a folder once into a cached uint8 tensor file; `run` and `eval` reuse it while the folder is unchanged."""
+    from cebench.data.folder import pack_or_load
+    from cebench.data.source import default_load_size
+
+    pack, path, fresh = pack_or_load(folder, load_size or default_load_size(size))
+    state = "packed" if fresh else "up to date"
+    console.print(f"{folder}: {len(pack.files)} images {state} in {path} ({len(pack.skipped)} unreadable skipped)")
+
+
 def main() -> None:
     app(prog_name="cebench")
 

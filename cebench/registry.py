@@ -51,8 +51,9 @@ def create_variant(name: str, **overrides: Any) -> Variant:
 def pathak2016() -> Variant:
     """Pathak et al. 2016, released code (train.lua)
 
-    github.com/pathak22/context-encoder, centre inpainting: 128 px input, 64 px centre hole with a 4 px overlap band weighted 10x, fc bottleneck of 4000, patch critic,
-    joint loss wtl2 = 0.999, Adam lr 2e-4 (D) and 2e-3 (G, 10x when joint), beta1 0.5, batch 64."""
+    github.com/pathak22/context-encoder, centre inpainting: 128 px input, 64 px centre hole with a 4 px overlap band
+    weighted 10x, fc bottleneck of 4000, patch critic, joint loss wtl2 = 0.999, Adam lr 2e-4 (D) and 2e-3 (G, 10x when
+    joint), beta1 0.5, batch 64."""
     return Variant()
 
 

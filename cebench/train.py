@@ -54,18 +54,29 @@ def fit(
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda line: None,
     log_every: int = 50,
+    compile: bool | None = None,
 ) -> FitResult:
-    """Train `variant` on uint8 images already on the device; checkpoint every epoch in `run_dir`."""
+    """Train `variant` on uint8 images already on the device; checkpoint every epoch in `run_dir`.
+
+    `compile` (default: on for CUDA) wraps the networks in `torch.compile`; tests and CPU runs leave it off.
+    """
     device = train_images.device
-    amp = device.type == "cuda"  # bf16 autocast on GPU; fp32 on CPU where bf16 is slow and results must be exact
+    cuda = device.type == "cuda"
+    amp = cuda  # bf16 autocast on GPU; fp32 on CPU where bf16 is slow and results must be exact
     task = Task(variant)
     torch.manual_seed(seed)
-    generator = task.build_generator().to(device)
+    # channels_last lets cuDNN pick its fastest NHWC kernels under bf16; on CPU it buys nothing here.
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    generator = task.build_generator().to(device, memory_format=memory_format)
     critic = task.build_discriminator()
-    critic = critic.to(device) if critic is not None else None
+    critic = critic.to(device, memory_format=memory_format) if critic is not None else None
     betas = (variant.beta1, 0.999)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=variant.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(critic.parameters(), lr=variant.lr_d, betas=betas) if critic is not None else None
+    # Fused Adam: one kernel for all parameters (6x faster than foreach on CPU for the 65M fc bottleneck).
+    opt_g = torch.optim.Adam(generator.parameters(), lr=variant.lr_g, betas=betas, fused=True)
+    opt_d = None if critic is None else torch.optim.Adam(critic.parameters(), lr=variant.lr_d, betas=betas, fused=True)
+    use_compile = cuda if compile is None else compile
+    run_g = torch.compile(generator) if use_compile else generator
+    run_d = torch.compile(critic) if use_compile and critic is not None else critic
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
 
     result = FitResult(generator)
@@ -107,22 +118,22 @@ def fit(
             region_px = task.crop(masks.region).sum() * real.shape[1]
 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                pred = generator(x)
+                pred = run_g(x)
             pred = pred.float()
             rec = (weights * (pred - target) ** 2).sum() / region_px
 
-            if critic is not None and opt_d is not None:
+            if run_d is not None and opt_d is not None:
                 # Critic step on real vs detached fake, then the generator is judged by the updated critic.
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits_real = critic(task.critic_input(real, target)).float()
-                    logits_fake = critic(task.critic_input(real, pred.detach())).float()
+                    logits_real = run_d(task.critic_input(real, target)).float()
+                    logits_fake = run_d(task.critic_input(real, pred.detach())).float()
                 loss_d = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
                     F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits_gen = critic(task.critic_input(real, pred)).float()
+                    logits_gen = run_d(task.critic_input(real, pred)).float()
                 adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
                 loss_g = variant.lambda_rec * rec + variant.lambda_adv * adv
                 sums += torch.stack([rec.detach(), adv.detach(), loss_d.detach()])

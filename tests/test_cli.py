@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -46,6 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_writes_one_row_per_run_with_provenance(trained: Path) -> None:
     table = pd.read_csv(trained / "runs" / "tiny" / "results.csv")
     assert list(table["run_id"]) == ["loss=l2-seed0", "loss=joint-seed0"]
+    assert not [p for p in check(table) if p.startswith("missing column")]
     assert {"psnr_mean", "ssim_std", "luma_psnr_mean", "image_psnr_mean", "sharpness_mean", "git_commit",
             "torch_version", "device", "train_time_s", "images_per_s", "bottleneck", "data_n_train"} <= set(table)
     assert (trained / "runs" / "tiny" / "results.parquet").is_file()
@@ -99,7 +99,8 @@ def test_eval_rescores_the_same_numbers(trained: Path, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+        pixels = np.random.default_rng(i).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / f"{i}.png")
     code, out = invoke("eval", run, "--data", photos, "--out", tmp_path / "eval.csv", "--device", "cpu")
     assert code == 0, out
     assert pd.read_csv(tmp_path / "eval.csv")["n_test"].tolist() == [16, 3]

@@ -11,7 +11,8 @@ the SHA-1 of its relative path: the first `n_test` are test, the next `n_val` va
 only on each file's own path, so adding or removing files moves few existing images between splits. Counts are caps:
 `n_test`, `n_val` and `n_train` take the first images in hash order (an unbiased subset, not the first class folder);
 each split's images are then kept in sorted path order. Splits are assigned before decoding, so an unreadable file
-costs its split one image.
+costs its split one image. The whole folder is decoded once into a cached pack (`cebench.data.pack`), reused while the
+folder is unchanged.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from cebench.data.pack import Pack, load_pack, pack_folder, pack_path
 from cebench.errors import UserError
 from cebench.imageio import IMAGE_SUFFIXES, list_images, read_image
 
@@ -73,14 +75,27 @@ def load_folder(
         hint = _split_hint(root, split, {"train": n_train, "val": n_val, "test": n_test})
         raise UserError(f"data folder '{root}' has no images for the {split} split ({hint})")
 
-    images, skipped = _decode_all(files, load_size, f"{root.name or root} {split}")
+    pack = pack_or_load(root, load_size)[0]
+    rows = pack.rows()
+    wanted = [_relative(f, root) for f in files]
+    skipped = [f for f in wanted if f not in rows]
+    images = pack.images[[rows[f] for f in wanted if f in rows]]
     if skipped and log is not None:
-        first = _relative(skipped[0], root)
         noun = "file" if len(skipped) == 1 else "files"
-        log(f"folder {root}: skipped {len(skipped)} unreadable {noun} (first: {first})")
+        log(f"folder {root}: skipped {len(skipped)} unreadable {noun} (first: {skipped[0]})")
     if images.shape[0] == 0:
         raise UserError(f"data folder '{root}' has no readable images for the {split} split ({len(files)} unreadable)")
     return images
+
+
+def pack_or_load(root: Path, load_size: int) -> tuple[Pack, Path, bool]:
+    """The folder's cached pack, made now if missing or stale: (pack, its path, whether it was made now)."""
+    if not Path(root).is_dir():
+        split_files(root, 0, 0)  # raises the missing-folder error
+    pack = load_pack(root, load_size)
+    if pack is not None:
+        return pack, pack_path(root, load_size), False
+    return (*pack_folder(root, load_size, _decode_label(root)), True)
 
 
 def split_files(root: Path, n_val: int, n_test: int, n_train: int | None = None) -> dict[str, list[Path]]:
@@ -168,6 +183,10 @@ def resize_center_crop(image: torch.Tensor, load_size: int) -> torch.Tensor:
     return image[:, top : top + load_size, left : left + load_size].contiguous()
 
 
+def _decode_label(root: Path) -> Callable[[Sequence[Path], int], tuple[torch.Tensor, list[Path]]]:
+    return lambda files, load_size: _decode_all(files, load_size, f"packing {root.name or root}")
+
+
 def _load_one(path: Path, load_size: int) -> torch.Tensor | None:
     image = read_image(path)
     return None if image is None else resize_center_crop(image, load_size)
@@ -216,7 +235,7 @@ def _progress(total: int, label: str) -> Iterator[Callable[[], None]]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"loading {label}", total=total)
+        task = progress.add_task(label, total=total)
         yield lambda: progress.advance(task)
 
 

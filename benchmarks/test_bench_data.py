@@ -1,0 +1,34 @@
+"""Data: generating the procedural landscapes, and packing an image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.conftest import DEVICE, TRAIN_IMAGES
+from benchmarks.plain_loop import write_pngs
+from cebench.data import landscapes
+from cebench.data.folder import pack_or_load
+
+
+def test_generate_landscapes(benchmark: Any) -> None:
+    n = 15_000 if DEVICE.type == "cuda" else 2_000
+    benchmark.pedantic(lambda: landscapes.generate_range(0, 0, n, 128, device=DEVICE), rounds=2, iterations=1)
+    benchmark.extra_info["images_per_s"] = round(n / benchmark.stats.stats.mean, 1)
+
+
+def test_pack_folder(benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CEBENCH_CACHE", str(tmp_path / "cache"))
+    n = min(TRAIN_IMAGES, 1000)
+    root = tmp_path / "pngs"
+    write_pngs(landscapes.generate_range(0, 0, n, 160), root)
+
+    def pack_fresh() -> None:
+        for old in (tmp_path / "cache").rglob("*.safetensors"):
+            old.unlink()
+        pack_or_load(root, 140)
+
+    benchmark.pedantic(pack_fresh, rounds=2, iterations=1)
+    benchmark.extra_info["images_per_s"] = round(n / benchmark.stats.stats.mean, 1)

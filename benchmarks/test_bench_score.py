@@ -1,0 +1,57 @@
+"""Scoring throughput: all four metrics plus sharpness, batched in torch, against a scikit-image loop on CPU."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from benchmarks.conftest import DEVICE, SCORE_IMAGES
+from cebench.config import DataConfig
+from cebench.data.source import load_split
+from cebench.masks import make_masks
+from cebench.metrics import score_batch
+
+
+@pytest.fixture(scope="module")
+def pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    truth = load_split(DataConfig(n_test=SCORE_IMAGES), "test", 128, DEVICE).float() / 255
+    pred = (truth + 0.05 * torch.randn_like(truth)).clamp(0, 1)
+    return pred, truth
+
+
+def skimage_loop(pred: np.ndarray, truth: np.ndarray) -> None:
+    for p, t in zip(pred, truth, strict=True):
+        structural_similarity(t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
+                              channel_axis=-1)
+        peak_signal_noise_ratio(t, p, data_range=1)
+        np.abs(p - t).mean()
+        ((p - t) ** 2).mean()
+
+
+def test_score_images_per_s(benchmark: Any, pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    pred, truth = pairs
+    region = make_masks("center", len(pred), 128, 4, None).region.to(DEVICE)
+
+    def score_all() -> None:
+        for i in range(0, len(pred), 2500):
+            score_batch(pred[i : i + 2500], truth[i : i + 2500], region[i : i + 2500], "hole")
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+
+    benchmark.pedantic(score_all, rounds=3, iterations=1, warmup_rounds=1)
+    ours = len(pred) / benchmark.stats.stats.mean
+    n_ref = min(200, len(pred))  # the reference loop is slow: time a subset, per image
+    crop = (slice(None), slice(None), slice(32, 96), slice(32, 96))
+    p_np = pred[crop][:n_ref].permute(0, 2, 3, 1).double().cpu().numpy()
+    t_np = truth[crop][:n_ref].permute(0, 2, 3, 1).double().cpu().numpy()
+    t0 = time.perf_counter()
+    skimage_loop(p_np, t_np)
+    reference = n_ref / (time.perf_counter() - t0)
+    benchmark.extra_info["images_per_s"] = round(ours, 1)
+    benchmark.extra_info["skimage_images_per_s"] = round(reference, 1)
+    benchmark.extra_info["speedup_vs_skimage"] = round(ours / reference, 1)

@@ -1,0 +1,45 @@
+"""Training throughput: cebench's trainer per preset and batch size, and the plain loop on the same model and batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from benchmarks.conftest import BATCHES, DEVICE, SHAPE, TRAIN_IMAGES
+from benchmarks.plain_loop import plain_epoch, write_pngs
+from cebench.config import DataConfig
+from cebench.data.source import load_split
+from cebench.registry import create_variant
+from cebench.train import fit
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return load_split(DataConfig(n_train=TRAIN_IMAGES), "train", SHAPE["image_size"], DEVICE)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("preset", ["landscape2023", "pathak2016_l2", "channelwise2016"])
+def test_train_images_per_s(benchmark: Any, images: torch.Tensor, preset: str, batch: int, tmp_path: Path) -> None:
+    variant = create_variant(preset, **SHAPE, batch_size=batch, epochs=1)
+    empty = images[:0]
+    fit(variant, images[: batch * 2], empty, 0, tmp_path / "warmup")  # compile, allocate, pick kernels
+    result = benchmark.pedantic(lambda: fit(variant, images, empty, 0, tmp_path / "run"), rounds=2, iterations=1)
+    benchmark.extra_info["images_per_s"] = round(result.images_per_s, 1)
+    benchmark.extra_info["shape"] = f"{SHAPE}, batch {batch}"
+
+
+def test_plain_loop_vs_cebench(benchmark: Any, images: torch.Tensor, tmp_path: Path) -> None:
+    """The same model and batch trained the plain way (fp32, DataLoader over PNG files, loss read every step)."""
+    batch = BATCHES[0]
+    variant = create_variant("landscape2023", **SHAPE, batch_size=batch, epochs=1)
+    subset = images[: min(len(images), 2048)]
+    files = write_pngs(subset.cpu(), tmp_path / "pngs")
+    plain = benchmark.pedantic(lambda: plain_epoch(variant, files, DEVICE), rounds=2, iterations=1)
+    fast = fit(variant, subset, subset[:0], 0, tmp_path / "fast").images_per_s
+    benchmark.extra_info["plain_images_per_s"] = round(plain, 1)
+    benchmark.extra_info["cebench_images_per_s"] = round(fast, 1)
+    benchmark.extra_info["speedup"] = round(fast / plain, 2)
