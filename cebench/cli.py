@@ -214,6 +214,45 @@ def data_pack(
     console.print(f"{folder}: {len(pack.files)} images {state} in {path} ({len(pack.skipped)} unreadable skipped)")
 
 
+@app.command()
+@user_errors
+def bench(
+    preset: Annotated[str, typer.Option(help="variant to time")] = "landscape2023",
+    batch_size: Annotated[int | None, typer.Option(help="batch (default 512 on CUDA, 16 on CPU)")] = None,
+    steps: Annotated[int | None, typer.Option(help="timed training steps (default 50 on CUDA, 4 on CPU)")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Headline speed figures for this machine: training images/s, fraction of bf16 peak, paper-run time, scoring."""
+    from cebench.bench import headline
+    from cebench.device import pick_device
+    from cebench.registry import list_variants
+
+    if preset not in list_variants():
+        raise UserError(f"--preset {preset!r}: unknown; valid: {', '.join(list_variants())}")
+    figures = headline(pick_device(device), preset, batch_size, steps)
+    table = Table(title=f"cebench bench: {figures['device']}, {preset} at 128 px, batch {figures['batch']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    frac = figures["fraction_of_bf16_peak"]
+    rows = [
+        ("training images/s", f"{figures['train_images_per_s']:,.0f}"),
+        ("GFLOP per image (one joint step)", f"{figures['gflop_per_image']:.2f}"),
+        ("achieved TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
+        ("fraction of bf16 peak", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
+        ("100-epoch paper run (15K images)", _duration(float(figures["paper_run_s"] or 0))),
+        ("scoring images/s (4 metrics + sharpness)", f"{figures['score_images_per_s']:,.0f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def main() -> None:
     app(prog_name="cebench")
 

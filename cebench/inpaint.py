@@ -15,7 +15,7 @@ from cebench.data.source import load_split
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
 from cebench.imageio import read_image, write_png
-from cebench.masks import Masks, center_box, fill_holes, grow, to_luma
+from cebench.masks import Masks, fill_holes, grow, make_masks, to_luma
 from cebench.metrics import summarize
 from cebench.models import Generator
 from cebench.results import append_rows, make_row
@@ -35,10 +35,11 @@ def eval_run(run_dir: Path, device: torch.device, data_path: Path | None = None,
     """Re-score a trained run on its own test split or on a folder of images; append the row to `out`."""
     task, generator, data, seed = load_run(run_dir, device)
     if data_path is not None:
+        # Every image of the folder is test data: n_test caps it, nothing goes to train or val.
         data = DataConfig(name="folder", path=data_path, n_train=None, n_val=0, n_test=n_test or 10**9)
     elif n_test is not None:
         data = data.model_copy(update={"n_test": n_test})
-    test = _load_test(data, task.variant.image_size, device)
+    test = load_split(data, "test", task.variant.image_size, device)
     scores = evaluate(generator, task, test, amp=device.type == "cuda")
     trained = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else {}
     row = make_row(spec=trained.get("spec", run_dir.parent.name), run_id=run_dir.name, variant=task.variant, data=data,
@@ -49,23 +50,10 @@ def eval_run(run_dir: Path, device: torch.device, data_path: Path | None = None,
     return row
 
 
-def _load_test(data: DataConfig, image_size: int, device: torch.device) -> torch.Tensor:
-    if data.name == "folder":
-        # A whole folder is the test set: the folder loader splits by hash, so ask for every file as "test".
-        assert data.path is not None
-        from cebench.data.folder import load_folder
-        from cebench.data.source import default_load_size
-
-        return load_folder(data.path, "test", image_size, default_load_size(image_size) if data.load_size is None
-                           else data.load_size, n_val=0, n_test=data.n_test).to(device)
-    return load_split(data, "test", image_size, device)
-
-
 @torch.no_grad()
 def inpaint_files(run_dir: Path, images: list[Path], out_dir: Path, mask: str, device: torch.device) -> list[Path]:
     """Fill each image's hole at the model's resolution and composite the fill back at the image's own resolution."""
     task, generator, _, _ = load_run(run_dir, device)
-    v = task.variant
     if task.centered and mask != "center":
         raise UserError(f"--mask {mask}: this run was trained on centre holes and can only fill them; valid: center")
     written = []
@@ -73,40 +61,41 @@ def inpaint_files(run_dir: Path, images: list[Path], out_dir: Path, mask: str, d
         image = read_image(path)
         if image is None:
             raise UserError(f"{path}: not a readable image")
-        full = image.to(device).float().unsqueeze(0) / 127.5 - 1
-        h, w = full.shape[-2:]
-        hole_full = _hole_at(mask, h, w, v.image_size, v.overlap, device)
-        small = F.interpolate(full, size=(v.image_size, v.image_size), mode="bilinear", antialias=True,
-                              align_corners=False)
-        hole_small = F.interpolate(hole_full.float(), size=(v.image_size, v.image_size), mode="area") > 0.5
-        if task.centered:
-            hole_small = _hole_at("center", v.image_size, v.image_size, v.image_size, v.overlap, device)
-        model_in = small if v.channels == "rgb" else to_luma(small)
-        masks = Masks(hole=hole_small, region=grow(hole_small, v.overlap))
-        x = fill_holes(model_in, masks.hole, v.fill, torch.Generator(device).manual_seed(0))
-        pred = task.composite(model_in, generator(x).float(), masks)
-        pred_full = F.interpolate(pred, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
-        if v.channels == "gray":
-            full = to_luma(full)
-        filled = torch.where(grow(hole_full, max(1, v.overlap * h // v.image_size // 2)), pred_full, full)
-        target = out_dir / f"{path.stem}.png"
-        write_png(target, ((filled[0] + 1) / 2).cpu())
-        written.append(target)
+        hole = None if mask == "center" else read_hole(Path(mask), tuple(image.shape[-2:])).to(device)
+        filled = inpaint_image(task, generator, image.to(device), hole)
+        written.append(out_dir / f"{path.stem}.png")
+        write_png(written[-1], ((filled + 1) / 2).cpu())
     return written
 
 
-def _hole_at(mask: str, h: int, w: int, size: int, overlap: int, device: torch.device) -> torch.Tensor:
-    """The hole of an (h, w) image: the scaled centre square (minus the overlap band) or a mask file's white pixels."""
-    if mask == "center":
-        top, side = center_box(size)
-        y0, y1 = round((top + overlap) * h / size), round((top + side - overlap) * h / size)
-        x0, x1 = round((top + overlap) * w / size), round((top + side - overlap) * w / size)
-        hole = torch.zeros(1, 1, h, w, dtype=torch.bool, device=device)
-        hole[..., y0:y1, x0:x1] = True
-        return hole
-    mask_image = read_image(Path(mask))
+def inpaint_image(task: Task, generator: Generator, image: torch.Tensor, hole: torch.Tensor | None) -> torch.Tensor:
+    """(C, H, W) in [-1, 1]: `image` (uint8, any size) resized to the model's input, filled, and the fill scaled back
+    and composited over the region at full resolution. `hole` (1, 1, H, W) bool, or None for the centre hole."""
+    v = task.variant
+    size = (v.image_size, v.image_size)
+    full = image.float().unsqueeze(0) / 127.5 - 1
+    full = full if v.channels == "rgb" else to_luma(full)
+    small = F.interpolate(full, size=size, mode="bilinear", antialias=True, align_corners=False)
+    if hole is None:
+        masks = make_masks("center", 1, v.image_size, v.overlap, torch.Generator(image.device))
+    else:
+        small_hole = F.interpolate(hole.float(), size=size, mode="area") > 0
+        masks = Masks(hole=small_hole, region=grow(small_hole, v.overlap))
+    x = fill_holes(small, masks.hole, v.fill, torch.Generator(image.device).manual_seed(0))
+    pred = task.composite(small, generator(x).float(), masks)
+    height_width = full.shape[-2:]
+    pred_full = F.interpolate(pred, size=height_width, mode="bicubic", align_corners=False).clamp(-1, 1)
+    region = F.interpolate(masks.region.float(), size=height_width, mode="nearest") > 0.5
+    if hole is not None:
+        region |= hole
+    return torch.where(region, pred_full, full)[0]
+
+
+def read_hole(path: Path, size: tuple[int, ...]) -> torch.Tensor:
+    """A mask image's white pixels as a (1, 1, H, W) hole; it must have the photo's size."""
+    mask_image = read_image(path)
     if mask_image is None:
-        raise UserError(f"--mask {mask}: not 'center' and not a readable image file")
-    if tuple(mask_image.shape[-2:]) != (h, w):
-        raise UserError(f"--mask {mask}: size {tuple(mask_image.shape[-2:])} differs from the image's {(h, w)}")
-    return (mask_image[:1] > 127).unsqueeze(0).to(device)
+        raise UserError(f"--mask {path}: not 'center' and not a readable image file")
+    if tuple(mask_image.shape[-2:]) != size:
+        raise UserError(f"--mask {path}: size {tuple(mask_image.shape[-2:])} differs from the image's {size}")
+    return (mask_image[:1] > 127).unsqueeze(0)

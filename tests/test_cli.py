@@ -152,3 +152,45 @@ def test_data_preview(tmp_path: Path) -> None:
     code, out = invoke("data", "preview", "--out", tmp_path / "p.png", "--n", "8", "--size", "32")
     assert code == 0, out
     assert Image.open(tmp_path / "p.png").size[0] > 32 * 4
+
+
+def test_score_cli_writes_per_image_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for side in ("pred", "target"):
+        (tmp_path / side).mkdir()
+    for i in range(3):
+        truth = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(truth).save(tmp_path / "target" / f"{i}.png")
+        Image.fromarray(255 - truth).save(tmp_path / "pred" / f"{i}.png")
+    code, out = invoke("score", "--pred", tmp_path / "pred", "--target", tmp_path / "target",
+                       "--out", tmp_path / "s.csv", "--device", "cpu")
+    assert code == 0, out
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 3 and "psnr" in out
+
+
+def test_inpaint_with_a_mask_file_on_a_block_trained_run(tmp_path: Path) -> None:
+    spec = SPEC.replace("overlap: 2}", "overlap: 2, mask: block}").replace("[l2, joint]", "[l2]")
+    (tmp_path / "block.yaml").write_text(spec)
+    code, out = invoke("run", tmp_path / "block.yaml", "--out", tmp_path / "runs", "--device", "cpu")
+    assert code == 0, out
+    photo = np.random.default_rng(1).integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    hole = np.zeros((64, 48), dtype=np.uint8)
+    hole[10:30, 20:40] = 255
+    Image.fromarray(hole).save(tmp_path / "hole.png")
+    run = tmp_path / "runs" / "tiny" / "loss=l2-seed0"
+    code, out = invoke("inpaint", run, tmp_path / "photo.png", "--mask", tmp_path / "hole.png",
+                       "--out", tmp_path / "filled", "--device", "cpu")
+    assert code == 0, out
+    filled = np.asarray(Image.open(tmp_path / "filled" / "photo.png"))
+    assert np.array_equal(filled[40:], photo[40:])  # far from the hole: untouched
+    assert not np.array_equal(filled[10:30, 20:40], photo[10:30, 20:40])
+    code, out = invoke("inpaint", trained_center_run(tmp_path), tmp_path / "photo.png", "--mask", tmp_path / "hole.png")
+    assert code == 2 and "valid: center" in out
+
+
+def trained_center_run(tmp_path: Path) -> Path:
+    (tmp_path / "c.yaml").write_text(SPEC.replace("[l2, joint]", "[l2]").replace("name: tiny", "name: c"))
+    code, out = invoke("run", tmp_path / "c.yaml", "--out", tmp_path / "runs", "--device", "cpu")
+    assert code == 0, out
+    return tmp_path / "runs" / "c" / "loss=l2-seed0"

@@ -1,0 +1,90 @@
+"""`cebench bench`: the headline figures for this machine, measured now: training images/s at the paper's shape, the
+fraction of the GPU's bf16 peak that is, the time a 100-epoch paper run would take at that rate, and scoring images/s."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from cebench.config import DataConfig, Variant
+from cebench.data.source import load_split
+from cebench.masks import make_masks
+from cebench.metrics import score_batch
+from cebench.registry import create_variant
+from cebench.task import Task
+from cebench.train import fit
+
+# Dense bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s (no sparsity).
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
+PAPER_IMAGES, PAPER_EPOCHS = 15_000, 100
+
+
+def step_flops(variant: Variant) -> float:
+    """FLOPs of one training step per image (G forward + backward, critic on real and fake, critic again for G)."""
+    task = Task(variant)
+    g, d = task.build_generator(), task.build_discriminator()
+    real = torch.zeros(2, variant.n_channels, variant.image_size, variant.image_size)
+    with FlopCounterMode(display=False) as counter:
+        pred = g(real)
+        loss = ((pred - task.crop(real)) ** 2).mean()
+        if d is not None:
+            d(task.critic_input(real, task.crop(real))).sum().backward()
+            d(task.critic_input(real, pred.detach())).sum().backward()
+            loss = loss + F.softplus(-d(task.critic_input(real, pred))).mean()
+        loss.backward()
+    return counter.get_total_flops() / 2
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+
+
+def train_rate(variant: Variant, device: torch.device, steps: int) -> float:
+    """Images/s of `fit` over `steps` steps, after a warm-up epoch (compilation, allocator, kernel choice)."""
+    n = variant.batch_size * steps
+    images = load_split(DataConfig(n_train=n), "train", variant.image_size, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit(variant, images[: variant.batch_size * 2], images[:0], 0, Path(tmp) / "warm")
+        return fit(variant, images, images[:0], 0, Path(tmp) / "run").images_per_s
+
+
+def score_rate(device: torch.device, n: int) -> float:
+    """Images/s of the metric harness (all four metrics + sharpness, RGB and luma) on 128 px centre holes."""
+    truth = load_split(DataConfig(n_test=n), "test", 128, device).float() / 255
+    pred = (truth + 0.05 * torch.randn_like(truth)).clamp(0, 1)
+    region = make_masks("center", n, 128, 4, None).region.to(device)
+    score_batch(pred[:8], truth[:8], region[:8])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(0, n, 2500):
+        score_batch(pred[i : i + 2500], truth[i : i + 2500], region[i : i + 2500])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def headline(device: torch.device, preset: str = "landscape2023", batch_size: int | None = None,
+             steps: int | None = None) -> dict[str, float | str | None]:
+    cuda = device.type == "cuda"
+    variant = create_variant(preset, batch_size=batch_size or (512 if cuda else 16), epochs=1)
+    rate = train_rate(variant, device, steps or (50 if cuda else 4))
+    flops = step_flops(variant)
+    peak = peak_tflops(device)
+    achieved = rate * flops / 1e12
+    return {
+        "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)",
+        "preset": preset, "batch": variant.batch_size, "train_images_per_s": rate,
+        "gflop_per_image": flops / 1e9, "achieved_tflops": achieved,
+        "fraction_of_bf16_peak": achieved / peak if peak else None,
+        "paper_run_s": PAPER_IMAGES * PAPER_EPOCHS / rate,
+        "score_images_per_s": score_rate(device, 10_000 if cuda else 500),
+    }
