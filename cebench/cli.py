@@ -214,6 +214,28 @@ def data_pack(
     console.print(f"{folder}: {len(pack.files)} images {state} in {path} ({len(pack.skipped)} unreadable skipped)")
 
 
+@app.command("report")
+@user_errors
+def report_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="runs/<spec>/ folders (each with results.csv)")],
+    out: Annotated[Path | None, typer.Option(help="report folder (default reports/<spec>, '+'-joined for several)")] = None,
+) -> None:
+    """Tables against the published baselines, ablation statistics and figures: Markdown, HTML, LaTeX, PNG."""
+    from cebench.report import report
+
+    folder = report(inputs, out, console=err_console)
+    console.print(f"wrote {folder / 'report.md'} and {folder / 'report.html'}")
+
+
+@app.command()
+@user_errors
+def baselines() -> None:
+    """The published numbers, with source, dataset and metric convention."""
+    from cebench.baselines import print_baselines
+
+    print_baselines(console)
+
+
 @app.command()
 @user_errors
 def bench(

@@ -52,6 +52,6 @@ def test_bad_specs_name_file_and_field(tmp_path: Path, text: str, needle: str) -
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "ablations").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "ablations").glob("*.yaml") if not p.name.startswith("tune")))
 def test_shipped_specs_are_valid(name: str) -> None:
     assert expand(load_spec(ROOT / "ablations" / name))
