@@ -36,8 +36,8 @@ def user_errors(fn: F) -> F:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: finished runs and per-epoch checkpoints are saved; "
-                              "continue with --resume")
+            err_console.print("[yellow]interrupted[/]: finished work and per-epoch checkpoints are saved; "
+                              "continue with the same command (`run` needs --resume)")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -212,6 +212,25 @@ def data_pack(
     pack, path, fresh = pack_or_load(folder, load_size or default_load_size(size))
     state = "packed" if fresh else "up to date"
     console.print(f"{folder}: {len(pack.files)} images {state} in {path} ({len(pack.skipped)} unreadable skipped)")
+
+
+@app.command()
+@user_errors
+def tune(
+    spec: Annotated[Path, typer.Argument(help="tune spec (YAML)")],
+    trials: Annotated[int | None, typer.Option(help="trials the study should hold in all (default: the spec's)")] = None,
+    timeout: Annotated[str | None, typer.Option(help="stop starting trials after e.g. 90s, 30m, 2h")] = None,
+    storage: Annotated[str | None, typer.Option(help="sqlite:///F.db, journal:F.log, postgresql://USER@HOST/DB")] = None,
+    best: Annotated[bool, typer.Option(help="print the best trial as a run spec (YAML)")] = False,
+    trial: Annotated[int | None, typer.Option(help="with --best: this trial instead")] = None,
+    out: Annotated[Path, typer.Option(help="root folder of run outputs")] = Path("runs"),
+    device: DeviceOpt = "auto",
+) -> None:
+    """Optuna search over loss weights and learning rates; persistent, resumable, several workers."""
+    from cebench.tune import tune_cli
+
+    tune_cli(spec, trials=trials, timeout=timeout, storage=storage, best=best, trial=trial, out=out, device=device,
+             console=err_console)
 
 
 @app.command("report")

@@ -51,10 +51,14 @@ def validate(model: type[BaseModel], payload: Any, source: Path) -> Any:
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The fields valid at `loc`: descends through nested models, skipping mapping keys and list indices."""
     for part in loc:
-        annotation = model.model_fields[str(part)].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue
+        annotation = field.annotation
+        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)]
+        model = next((a for a in nested if issubclass(a, BaseModel)), model)
     return list(model.model_fields)
 
 
