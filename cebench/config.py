@@ -41,6 +41,8 @@ class Variant(Frozen):
     lr_d: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)
     batch_size: int = Field(64, gt=0)
+    lr_scaling: Literal["none", "sqrt", "linear"] = Field(
+        "none", description="large-batch rule: lr x (batch_size / 64) ** (0, 1/2, 1); sqrt is the usual rule for Adam")
     epochs: int = Field(25, gt=0)
 
     @field_validator("image_size")
@@ -59,6 +61,12 @@ class Variant(Frozen):
     @property
     def n_channels(self) -> int:
         return 3 if self.channels == "rgb" else 1
+
+    @property
+    def lr_factor(self) -> float:
+        """Multiplier of lr_g and lr_d for this batch size: Pathak's rates were tuned at batch 64."""
+        power = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}[self.lr_scaling]
+        return (self.batch_size / 64) ** power
 
 
 class DataConfig(Frozen):

@@ -57,3 +57,9 @@ def test_divergence_is_reported(splits: tuple[torch.Tensor, torch.Tensor], tmp_p
     v = create_variant("pathak2016_l2", **{**TINY, "lr_g": 1e30, "epochs": 3})
     with pytest.raises(Diverged, match="not finite"):
         fit(v, *splits, seed=0, run_dir=tmp_path)
+
+
+def test_large_batch_learning_rate_rule() -> None:
+    assert create_variant("pathak2016", batch_size=512).lr_factor == 1.0
+    assert create_variant("pathak2016", batch_size=256, lr_scaling="sqrt").lr_factor == 2.0
+    assert create_variant("pathak2016", batch_size=256, lr_scaling="linear").lr_factor == 4.0
