@@ -67,9 +67,9 @@ def fit(
     torch.manual_seed(seed)
     # channels_last lets cuDNN pick its fastest NHWC kernels under bf16; on CPU it buys nothing here.
     memory_format = torch.channels_last if cuda else torch.contiguous_format
-    generator = task.build_generator().to(device, memory_format=memory_format)
+    generator = task.build_generator().to(device).to(memory_format=memory_format)
     critic = task.build_discriminator()
-    critic = critic.to(device, memory_format=memory_format) if critic is not None else None
+    critic = critic.to(device).to(memory_format=memory_format) if critic is not None else None
     betas = (variant.beta1, 0.999)
     # Fused Adam: one kernel for all parameters (6x faster than foreach on CPU for the 65M fc bottleneck).
     lr_g, lr_d = variant.lr_g * variant.lr_factor, variant.lr_d * variant.lr_factor
