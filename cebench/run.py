@@ -62,7 +62,8 @@ def run_spec(
     spec: Spec, out_root: Path, device: torch.device, *, resume: bool = False, overwrite: bool = False,
     console: Console | None = None,
 ) -> pd.DataFrame:
-    """Train and score every run of `spec`; finished runs are skipped with `resume`. Returns the results table."""
+    """Train and score every run of `spec`; finished runs are skipped with `resume`, everything earlier is deleted with
+    `overwrite`. Returns the results table."""
     console = console or Console(stderr=True)
     spec_dir = out_root / spec.name
     plans = expand(spec)
@@ -70,6 +71,8 @@ def run_spec(
     if started and not (resume or overwrite):
         raise UserError(f"{spec_dir} already holds {len(started)} of this spec's runs (e.g. {started[0]}); "
                         "pass --resume to continue them or --overwrite to start over")
+    if overwrite:
+        shutil.rmtree(spec_dir, ignore_errors=True)
     spec_dir.mkdir(parents=True, exist_ok=True)
     write_text(spec_dir / "spec.json", spec.model_dump_json(indent=2))
     splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
@@ -78,8 +81,6 @@ def run_spec(
         overall = progress.add_task(f"{spec.name}: runs", total=len(plans), ips=0.0, info="")
         for plan in plans:
             run_dir = spec_dir / plan.run_id
-            if overwrite and run_dir.exists():
-                shutil.rmtree(run_dir)
             if resume and (run_dir / RESULT).is_file():
                 progress.console.print(f"[dim]{plan.run_id}: finished earlier, skipped")
             else:

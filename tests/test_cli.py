@@ -57,11 +57,16 @@ def test_run_writes_one_row_per_run_with_provenance(trained: Path) -> None:
     assert per_image["psnr"].mean() == pytest.approx(table["psnr_mean"].iloc[1], rel=1e-5)
 
 
-def test_rerun_needs_resume_and_resume_skips_finished(trained: Path) -> None:
+def test_rerun_needs_resume_and_resume_skips_finished(trained: Path, tmp_path: Path) -> None:
     code, out = invoke("run", trained / "tiny.yaml", "--out", trained / "runs", "--device", "cpu")
     assert code == 2 and "--resume" in out and "Traceback" not in out
     code, out = invoke("run", trained / "tiny.yaml", "--out", trained / "runs", "--device", "cpu", "--resume")
     assert code == 0 and "finished earlier, skipped" in out
+    (tmp_path / "one.yaml").write_text(SPEC.replace("[l2, joint]", "[l2]"))
+    for _ in range(2):  # the second time over the first's outputs
+        code, out = invoke("run", tmp_path / "one.yaml", "--out", tmp_path / "runs", "--device", "cpu", "--overwrite")
+        assert code == 0, out
+    assert list(pd.read_csv(tmp_path / "runs" / "tiny" / "results.csv")["run_id"]) == ["loss=l2-seed0"]
 
 
 def test_interrupted_run_resumes_to_the_same_result(trained: Path, tmp_path: Path,
