@@ -192,7 +192,7 @@ def test_diverging_trials_fail_with_the_reason_and_the_study_goes_on(tmp_path: P
 
 
 def test_pruned_trials_stop_early_and_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cebench.tune.make_pruner", lambda spec: optuna.pruners.ThresholdPruner(lower=1e9))
+    monkeypatch.setattr("cebench.tune.study.make_pruner", lambda spec: optuna.pruners.ThresholdPruner(lower=1e9))
     spec = write_spec(tmp_path, name="pruned", trials=2, overrides={**TINY, "overlap": 2, "epochs": 3})
     out = tune(spec, tmp_path / "runs")
     trials = study_of(spec, f"sqlite:///{tmp_path / 'runs' / 'pruned' / 'study.db'}").trials

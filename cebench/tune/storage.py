@@ -1,0 +1,154 @@
+"""Study storages (SQLite, journal file, database server), worker ids, locks and the trial budget's bookkeeping."""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import re
+import socket
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from cebench.errors import UserError
+
+HEARTBEAT_S = 60  # server databases only: a trial whose worker is silent for 5 heartbeats is failed by the others
+
+
+def default_storage(study_dir: Path) -> str:
+    return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+
+
+def _shown(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _journal_path(url: str) -> Path | None:
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:"))
+    return Path(url) if "://" not in url and url.endswith(".log") else None
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The Optuna storage behind a URL; an unreachable or malformed one is a one-line UserError."""
+    journal = _journal_path(url)
+    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
+    if journal is None and scheme not in ("sqlite", "postgresql", "mysql"):
+        raise UserError(f"--storage {_shown(url)}: unsupported; valid: sqlite:///PATH, journal:PATH (or PATH.log), "
+                        "postgresql://USER@HOST/DB, mysql://USER@HOST/DB")
+    try:
+        if journal is not None:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        if scheme == "sqlite":
+            return optuna.storages.RDBStorage(url)
+        return _server_storage(_with_driver(url), {"connect_args": {"connect_timeout": 10}}
+                               if scheme == "postgresql" else {})
+    except ImportError:
+        raise UserError(f"--storage {_shown(url)}: no database driver for {scheme} is installed "
+                        "(PostgreSQL: pip install psycopg2-binary)") from None
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"--storage {_shown(url)}: cannot open the study storage ({first})") from None
+
+
+def _with_driver(url: str) -> str:
+    """`postgresql://` with the driver that is installed (SQLAlchemy 2.1 means psycopg 3 by it, 2.0 psycopg2)."""
+    if url.startswith("postgresql://"):
+        for module in ("psycopg", "psycopg2"):
+            if importlib.util.find_spec(module) is not None:
+                return url.replace("postgresql://", f"postgresql+{module}://", 1)
+    return url
+
+
+def _server_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """A database server shared by several machines: heartbeats let workers fail the trials of a dead one."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=5 * HEARTBEAT_S)
+        except (IntegrityError, ProgrammingError):  # several workers creating the tables at once
+            if attempt == 2:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def counted(trial: FrozenTrial) -> bool:
+    """Whether a trial uses the budget: all but interrupted ones (failed without a `fail_reason`: Ctrl-C, a crash, a
+    killed worker)."""
+    return trial.state != TrialState.FAIL or "fail_reason" in trial.user_attrs
+
+
+def reclaim_dead_workers(study: optuna.Study) -> list[int]:
+    """Fail the running trials of workers on this machine that no longer exist (killed). Returns their numbers."""
+    host = socket.gethostname()
+    reclaimed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            reclaimed.append(t.number)
+        except (RuntimeError, ValueError):  # another worker got there first
+            pass
+    return reclaimed
+
+
+def worker_id() -> str:
+    """This process, as recorded on its trials: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FileLock:
+    """An exclusive lock between the processes on this machine (`fcntl.flock`; released when a process dies)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        if self._handle is None:
+            self._handle = open(self.path, "a")  # noqa: SIM115 (held across calls)
+            fcntl.flock(self._handle, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
