@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from cebench.imageio import atomic_path
 from cebench.report.load import Study
 from cebench.report.stats import metric_key, seed_averaged
 
@@ -25,8 +26,8 @@ DPI = 110
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", facecolor="white", format="png")
     return path
 
 

@@ -18,6 +18,7 @@ import cebench
 from cebench.baselines import load_baselines
 from cebench.config import DataConfig, Variant
 from cebench.errors import UserError
+from cebench.imageio import write_text
 from cebench.report import figures, tables
 from cebench.report.document import Doc, html_page, markdown
 from cebench.report.load import Study, fmt_value, load
@@ -57,8 +58,8 @@ def report(inputs: list[Path], out: Path | None = None, *, n_boot: int = N_BOOT,
     _tuning(doc, study, out)
     _runs(doc, study, out)
     _methods(doc)
-    (out / "report.md").write_text(markdown(doc, out))
-    (out / "report.html").write_text(html_page(doc))
+    write_text(out / "report.md", markdown(doc, out))
+    write_text(out / "report.html", html_page(doc))
     console.print(f"report of {len(study.runs)} runs and {len(study.trials)} tuning trials ({', '.join(study.specs)})"
                   f" -> {out}/report.md, report.html")
     return out

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cebench.baselines import CONVENTIONS, METRIC_COLUMNS
+from cebench.imageio import atomic_path, write_text
 from cebench.metrics import HIGHER_IS_BETTER
 from cebench.report.stats import METRICS, Ablation, Paired, metric_key
 
@@ -252,7 +253,8 @@ def write(t: Table, folder: Path) -> dict[str, Path]:
     """tables/<name>.csv (numbers), .md and .tex (as displayed, with bold)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {ext: folder / f"{t.name}.{ext}" for ext in ("csv", "md", "tex")}
-    t.data.to_csv(paths["csv"], index=False)
-    paths["md"].write_text(to_markdown(t))
-    paths["tex"].write_text(to_latex(t))
+    with atomic_path(paths["csv"]) as tmp:
+        t.data.to_csv(tmp, index=False)
+    write_text(paths["md"], to_markdown(t))
+    write_text(paths["tex"], to_latex(t))
     return paths
