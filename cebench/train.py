@@ -159,13 +159,14 @@ def fit(
         _check_finite([rec_m, adv_m, d_m], epoch)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        result.train_time_s += time.perf_counter() - t0
+        epoch_s = time.perf_counter() - t0
+        result.train_time_s += epoch_s
         result.images_seen += steps * bs
 
         val = evaluate(generator, task, val_images, amp=amp) if len(val_images) else {}
         record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
-                  "images_per_s": steps * bs / max(time.perf_counter() - t0, 1e-9)}
-        record.update({f"val_{k}": float(val[k].mean()) for k in ("psnr", "l1", "ssim") if k in val})
+                  "images_per_s": steps * bs / max(epoch_s, 1e-9)}
+        record.update({f"val_{k}": float(val[k].mean()) for k in ("psnr", "l1", "ssim", "sharpness") if k in val})
         result.history.append(record)
         log(" ".join(f"{k}={v:.5g}" for k, v in record.items()))
 
