@@ -69,6 +69,14 @@ class Variant(Frozen):
         return (self.batch_size / 64) ** power
 
 
+def known_variant_fields(v: dict[str, Any]) -> dict[str, Any]:
+    """Validator for mappings keyed by variant field (overrides, axes): an unknown key names the valid ones."""
+    unknown = sorted(set(v) - set(Variant.model_fields))
+    if unknown:
+        raise ValueError(f"unknown variant field {unknown[0]!r}; valid: {', '.join(Variant.model_fields)}")
+    return v
+
+
 class DataConfig(Frozen):
     """Where images come from. `landscapes` is procedural and embedded; `folder` reads any image tree."""
 
@@ -103,10 +111,7 @@ class Spec(Frozen):
     @field_validator("overrides", "axes")
     @classmethod
     def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - set(Variant.model_fields))
-        if unknown:
-            raise ValueError(f"unknown variant field {unknown[0]!r}; valid: {', '.join(Variant.model_fields)}")
-        return v
+        return known_variant_fields(v)
 
     @field_validator("axes")
     @classmethod

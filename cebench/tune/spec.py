@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from cebench.config import DataConfig, Frozen, Variant
+from cebench.config import DataConfig, Frozen, Variant, known_variant_fields
 from cebench.errors import UserError, choices
 from cebench.registry import create_variant
 from cebench.spec import read_yaml, validate
@@ -86,10 +86,7 @@ class TuneSpec(Frozen):
     @field_validator("overrides")
     @classmethod
     def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - set(Variant.model_fields))
-        if unknown:
-            raise ValueError(f"unknown variant field {unknown[0]!r}; valid: {choices(Variant.model_fields)}")
-        return v
+        return known_variant_fields(v)
 
     @field_validator("timeout")
     @classmethod
