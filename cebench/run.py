@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cebench.checkpoint import RESULT, STATE, write_run_config
 from cebench.config import DataConfig, Spec, Variant
+from cebench.data.folder import split_files
 from cebench.data.source import load_split
 from cebench.errors import UserError
 from cebench.evaluate import FillOnly, evaluate, sample_grid
@@ -67,6 +68,8 @@ def run_spec(
     console = console or Console(stderr=True)
     spec_dir = out_root / spec.name
     plans = expand(spec)
+    if spec.data.name == "folder" and spec.data.path is not None:
+        split_files(spec.data.path, spec.data.n_val, spec.data.n_test)  # a missing or empty folder fails before any work
     started = [p.run_id for p in plans if (spec_dir / p.run_id).exists()]
     if started and not (resume or overwrite):
         raise UserError(f"{spec_dir} already holds {len(started)} of this spec's runs (e.g. {started[0]}); "
