@@ -22,3 +22,13 @@ SCORE_IMAGES = 10_000 if CUDA else 512
 def _record_machine(benchmark: Any) -> None:
     benchmark.extra_info["device"] = torch.cuda.get_device_name(0) if CUDA else f"cpu x{torch.get_num_threads()}"
     benchmark.extra_info["torch"] = torch.__version__
+
+
+def record_rate(benchmark: Any, n: int, key: str = "images_per_s") -> float | None:
+    """Store n / (mean seconds per round) in the benchmark's extra info; None when benchmarks are disabled."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:
+        return None
+    rate = n / stats.stats.mean
+    benchmark.extra_info[key] = round(rate, 1)
+    return rate

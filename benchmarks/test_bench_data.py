@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.conftest import DEVICE, TRAIN_IMAGES
+from benchmarks.conftest import DEVICE, TRAIN_IMAGES, record_rate
 from benchmarks.plain_loop import write_pngs
 from cebench.data import landscapes
 from cebench.data.folder import pack_or_load
@@ -16,7 +16,7 @@ from cebench.data.folder import pack_or_load
 def test_generate_landscapes(benchmark: Any) -> None:
     n = 15_000 if DEVICE.type == "cuda" else 2_000
     benchmark.pedantic(lambda: landscapes.generate_range(0, 0, n, 128, device=DEVICE), rounds=2, iterations=1)
-    benchmark.extra_info["images_per_s"] = round(n / benchmark.stats.stats.mean, 1)
+    record_rate(benchmark, n)
 
 
 def test_pack_folder(benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,4 +31,4 @@ def test_pack_folder(benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyP
         pack_or_load(root, 140)
 
     benchmark.pedantic(pack_fresh, rounds=2, iterations=1)
-    benchmark.extra_info["images_per_s"] = round(n / benchmark.stats.stats.mean, 1)
+    record_rate(benchmark, n)
