@@ -288,3 +288,7 @@ def test_end_to_end_on_a_real_tiny_run(tmp_path: Path, monkeypatch: pytest.Monke
     results = pd.read_csv("runs/tiny/results.csv")
     ours = pd.read_csv(out / "tables" / "comparison.csv").query("kind == 'ours'")
     assert sorted(ours["psnr"]) == pytest.approx(sorted(results["psnr_mean"]))
+    # A table written before a variant field existed (here lr_scaling) still reports: the field took its default.
+    results.drop(columns=["lr_scaling"]).to_csv("runs/tiny/results.csv", index=False)
+    older = report([Path("runs/tiny")], Path("reports/older"))
+    assert (older / "report.html").is_file()

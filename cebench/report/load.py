@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cebench.config import Variant
 from cebench.errors import UserError
 from cebench.results import RESULTS_CSV
 
@@ -74,6 +75,10 @@ def _read_one(path: Path) -> tuple[Path, pd.DataFrame]:
         raise UserError(f"{csv}: missing column {missing[0]!r} (not a cebench results table?)")
     if table.empty:
         raise UserError(f"{csv}: no rows (run `cebench run SPEC` first)")
+    # Tables written before a variant field existed ran with its default.
+    for name, field in Variant.model_fields.items():
+        if name not in table:
+            table[name] = field.default
     return folder, table
 
 
