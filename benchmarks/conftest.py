@@ -14,7 +14,7 @@ SHAPE: dict[str, Any] = (
     {"image_size": 128} if CUDA else {"image_size": 32, "width": 16, "bottleneck_dim": 256, "overlap": 2}
 )
 BATCHES = (64, 256, 1024) if CUDA else (32, 128)
-TRAIN_IMAGES = 15_000 if CUDA else 512
+TRAIN_IMAGES = 15_000 if CUDA else 2048
 SCORE_IMAGES = 10_000 if CUDA else 512
 
 
