@@ -102,19 +102,27 @@ def run(
     dev = pick_device(device)
     table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, console=err_console)
     _print_results(table, f"{loaded.name}: {len(table)} runs on {dev} -> {out / loaded.name / 'results.csv'}")
+    if "fill_psnr_mean" in table:
+        console.print(f"references on the same test images (hole PSNR): mean-colour fill "
+                      f"{table['fill_psnr_mean'].min():.2f} dB, untrained model {table['untrained_psnr_mean'].max():.2f} dB")
 
 
 def _print_results(table: Any, title: str) -> None:
     from cebench.results import CONVENTION
 
     out = Table(title=title, caption=CONVENTION)
-    metrics = [m for m in ("l1", "l2", "psnr", "ssim", "sharpness") if f"{m}_mean" in table]
-    for col in ["run_id", *metrics, "images/s"]:
-        out.add_column(col, justify="left" if col == "run_id" else "right")
+    metrics = [(m, label, digits) for m, label, digits in _SUMMARY if f"{m}_mean" in table]
+    out.add_column("run", no_wrap=True)
+    for _, label, _ in metrics:
+        out.add_column(label, justify="right", no_wrap=True)
+    out.add_column("img/s", justify="right")
     for _, row in table.iterrows():
-        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in metrics]
+        cells = [f"{row[f'{m}_mean']:.{d}f}±{row[f'{m}_std']:.{d}f}" for m, _, d in metrics]
         out.add_row(str(row["run_id"]), *cells, f"{row['images_per_s']:.0f}")
     console.print(out)
+
+
+_SUMMARY = (("l1", "L1 %", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 3), ("sharpness", "sharp", 2))
 
 
 @app.command("eval")

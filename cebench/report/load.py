@@ -76,9 +76,9 @@ def _read_one(path: Path) -> tuple[Path, pd.DataFrame]:
     if table.empty:
         raise UserError(f"{csv}: no rows (run `cebench run SPEC` first)")
     # Tables written before a variant field existed ran with its default.
-    for name, field in Variant.model_fields.items():
+    for name, info in Variant.model_fields.items():
         if name not in table:
-            table[name] = field.default
+            table[name] = info.default
     return folder, table
 
 
