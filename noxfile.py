@@ -19,7 +19,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Lint with ruff."""
     session.install("ruff")
-    session.run("ruff", "check", "cebench", "tests", "noxfile.py")
+    session.run("ruff", "check", "cebench", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session
