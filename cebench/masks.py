@@ -9,6 +9,7 @@ Every mask kind yields two boolean maps of shape (N, 1, S, S):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -95,10 +96,7 @@ def fill_holes(images: torch.Tensor, hole: torch.Tensor, fill: str, generator: t
     """Blank the hole of images in [-1, 1] (N, C, S, S) with Pathak's mean colour, zero, or uniform noise."""
     c = images.shape[1]
     if fill == "mean":
-        value = torch.tensor(MEAN_RGB, device=images.device, dtype=images.dtype)
-        if c == 1:
-            value = (value * torch.tensor(LUMA, device=images.device, dtype=images.dtype)).sum(0, keepdim=True)
-        value = value.view(1, c, 1, 1).expand_as(images)
+        value = _mean_colour(images.device, images.dtype, c).expand_as(images)
     elif fill == "zero":
         value = torch.zeros_like(images)
     elif fill == "noise":
@@ -112,5 +110,16 @@ def to_luma(images: torch.Tensor) -> torch.Tensor:
     """RGB (N, 3, H, W) -> luma (N, 1, H, W) with BT.601 weights; 1-channel input is returned unchanged."""
     if images.shape[1] == 1:
         return images
-    w = torch.tensor(LUMA, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    return (images * w).sum(1, keepdim=True)
+    return (images * _constant(LUMA, images.device, images.dtype)).sum(1, keepdim=True)
+
+
+@functools.cache
+def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A (1, C, 1, 1) constant made once per device: building it every step would copy host to device (a sync on CUDA)."""
+    return torch.tensor(values, dtype=dtype).view(1, -1, 1, 1).to(device)
+
+
+def _mean_colour(device: torch.device, dtype: torch.dtype, channels: int) -> torch.Tensor:
+    if channels == 3:
+        return _constant(MEAN_RGB, device, dtype)
+    return _constant((sum(m * w for m, w in zip(MEAN_RGB, LUMA, strict=True)),), device, dtype)
