@@ -54,19 +54,21 @@ def fit(
     progress: Progress | None = None,
     log: Callable[[str], None] = lambda line: None,
     log_every: int = 50,
-    compile: bool | None = None,
+    fast: bool | None = None,
 ) -> FitResult:
     """Train `variant` on uint8 images already on the device; checkpoint every epoch in `run_dir`.
 
-    `compile` (default: on for CUDA) wraps the networks in `torch.compile`; tests and CPU runs leave it off.
+    `fast` (default: on for CUDA) trains with bf16 autocast, channels_last and `torch.compile`; off, the same loop runs
+    in plain fp32, which is what CPU runs and tests use, and what a fast run is checked against.
     """
     device = train_images.device
     cuda = device.type == "cuda"
-    amp = cuda  # bf16 autocast on GPU; fp32 on CPU where bf16 is slow and results must be exact
+    fast = cuda if fast is None else fast
+    amp = fast and cuda  # bf16 autocast on GPU; CPU stays fp32 where bf16 is slow and results must be exact
     task = Task(variant)
     torch.manual_seed(seed)
     # channels_last lets cuDNN pick its fastest NHWC kernels under bf16; on CPU it buys nothing here.
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    memory_format = torch.channels_last if amp else torch.contiguous_format
     generator = task.build_generator().to(device).to(memory_format=memory_format)
     critic = task.build_discriminator()
     critic = critic.to(device).to(memory_format=memory_format) if critic is not None else None
@@ -75,9 +77,8 @@ def fit(
     lr_g, lr_d = variant.lr_g * variant.lr_factor, variant.lr_d * variant.lr_factor
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas, fused=True)
     opt_d = None if critic is None else torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas, fused=True)
-    use_compile = cuda if compile is None else compile
-    run_g = torch.compile(generator) if use_compile else generator
-    run_d = torch.compile(critic) if use_compile and critic is not None else critic
+    run_g = torch.compile(generator) if fast else generator
+    run_d = torch.compile(critic) if fast and critic is not None else critic
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
 
     result = FitResult(generator)
