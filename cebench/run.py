@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,17 @@ def run_spec(
     return table if len(table) else pd.read_csv(spec_dir / RESULTS_CSV)
 
 
+@contextmanager
+def run_log(run_dir: Path) -> Iterator[Callable[[str], None]]:
+    """A function appending lines to the run's train.log, flushed at once so a crash loses nothing."""
+    with open(run_dir / "train.log", "a") as log_file:
+        def log(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        yield log
+
+
 def train_and_score(
     spec: Spec, plan: RunPlan, run_dir: Path, splits: Splits, device: torch.device, *, resume: bool,
     progress: Progress | None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -103,11 +115,7 @@ def train_and_score(
     """One run: fit, score on the test split, write per-image scores, samples and the result row into `run_dir`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(run_dir, plan.variant, spec.data, plan.seed)
-    with open(run_dir / "train.log", "a") as log_file:
-        def log(line: str) -> None:
-            log_file.write(line + "\n")
-            log_file.flush()
-
+    with run_log(run_dir) as log:
         log(f"run {plan.run_id} on {device}: {plan.variant.model_dump_json()}")
         result = fit(plan.variant, splits.train, splits.val, plan.seed, run_dir, resume=resume and
                      (run_dir / STATE).is_file(), progress=progress, log=log, on_epoch=on_epoch)

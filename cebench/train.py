@@ -20,6 +20,7 @@ from cebench.config import Variant
 from cebench.data.source import image_batch
 from cebench.evaluate import evaluate
 from cebench.masks import fill_holes, make_masks
+from cebench.metrics import summarize
 from cebench.models import Generator
 from cebench.task import Task
 
@@ -167,7 +168,8 @@ def fit(
         val = evaluate(generator, task, val_images, amp=amp) if len(val_images) else {}
         record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
                   "images_per_s": steps * bs / max(epoch_s, 1e-9)}
-        record.update({f"val_{k}": float(val[k].mean()) for k in ("psnr", "l1", "ssim", "sharpness") if k in val})
+        # Every harness metric of the validation split (val_psnr, val_luma_ssim, ...): tuning objectives and pruning.
+        record.update({f"val_{k.removesuffix('_mean')}": v for k, v in summarize(val).items() if k.endswith("_mean")})
         result.history.append(record)
         log(" ".join(f"{k}={v:.5g}" for k, v in record.items()))
 

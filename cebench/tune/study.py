@@ -17,12 +17,9 @@ from rich.progress import Progress
 from cebench.checkpoint import write_run_config
 from cebench.config import Variant
 from cebench.errors import UserError
-from cebench.evaluate import evaluate
 from cebench.imageio import write_text
-from cebench.metrics import summarize
 from cebench.results import RESULTS_CSV, append_rows
-from cebench.run import SplitCache, Splits, make_progress, score_run
-from cebench.task import Task
+from cebench.run import SplitCache, Splits, make_progress, run_log, score_run
 from cebench.train import Diverged, fit
 from cebench.tune.outputs import summary_line, trial_line, write_outputs
 from cebench.tune.spec import TuneSpec
@@ -133,17 +130,11 @@ class Objective:
                 trial.set_user_attr("pruned_at_epoch", epoch)
                 raise optuna.TrialPruned(f"{primary} {value:.4g} after epoch {epoch}")
 
-        with open(run_dir / "train.log", "a") as log_file:
-            def log(line: str) -> None:
-                log_file.write(line + "\n")
-                log_file.flush()
-
+        with run_log(run_dir) as log:
             log(f"trial {trial.number} of study {spec.name} by {worker_id()} on {self.device}: {variant.model_dump_json()}")
             result = fit(variant, self.splits.train, self.splits.val, spec.seed, run_dir, progress=self.progress,
                          log=log, on_epoch=on_epoch)
-            val = evaluate(result.generator, Task(variant), self.splits.val, amp=self.device.type == "cuda")
-            available = {f"val_{k.removesuffix('_mean')}": v for k, v in summarize(val).items() if k.endswith("_mean")}
-            available["train_time_s"] = result.train_time_s
+            available = {**result.history[-1], "train_time_s": result.train_time_s}  # val_* of the last epoch
             values = {m: available.get(m, math.nan) for m in spec.objectives}
             for m, v in values.items():
                 if not math.isfinite(v):
