@@ -77,7 +77,7 @@ def test_interrupted_run_resumes_to_the_same_result(trained: Path, tmp_path: Pat
         def stop(epoch: int, record: dict[str, float]) -> None:
             raise KeyboardInterrupt
 
-        return real_fit(*args, **{**kwargs, "on_epoch": stop})
+        return real_fit(*args, **{**kwargs, "on_epoch": stop, "checkpoint_every_s": 0})
 
     (tmp_path / "tiny.yaml").write_text(SPEC)
     monkeypatch.setattr(cebench.run, "fit", interrupted_fit)

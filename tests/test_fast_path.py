@@ -82,7 +82,8 @@ def test_fast_path_trains_like_the_plain_path_and_resumes(tmp_path: Path) -> Non
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(variant, train, val, seed=0, run_dir=tmp_path / "fast", fast=True, on_epoch=stop_after_first)
+        fit(variant, train, val, seed=0, run_dir=tmp_path / "fast", fast=True, on_epoch=stop_after_first,
+            checkpoint_every_s=0)
     fast = fit(variant, train, val, seed=0, run_dir=tmp_path / "fast", fast=True, resume=True)
     assert load_state(tmp_path / "fast" / STATE)["epoch"] == 3 and len(fast.history) == 3
     # The compiled module shares its parameters with the saved one: the checkpoint holds the trained weights.

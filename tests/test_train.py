@@ -42,8 +42,10 @@ def test_same_seed_same_weights_and_resume_matches(splits: tuple[torch.Tensor, t
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(v, *splits, seed=1, run_dir=tmp_path / "c", on_epoch=stop_after_first)
+        fit(v, *splits, seed=1, run_dir=tmp_path / "c", on_epoch=stop_after_first, checkpoint_every_s=0)
     assert load_state(tmp_path / "c" / STATE)["epoch"] == 1
+    # A crash between the two files leaves stale weights beside the state: resuming must not read them.
+    (tmp_path / "c" / WEIGHTS).write_bytes((tmp_path / "b" / WEIGHTS).read_bytes())
     resumed = fit(v, *splits, seed=1, run_dir=tmp_path / "c", resume=True)
     assert len(resumed.history) == 2
     state = resumed.generator.state_dict()
@@ -51,6 +53,19 @@ def test_same_seed_same_weights_and_resume_matches(splits: tuple[torch.Tensor, t
 
     other = fit(v, *splits, seed=2, run_dir=tmp_path / "d").generator.state_dict()
     assert not all(torch.equal(full[k], other[k]) for k in full)
+
+
+@pytest.mark.parametrize(("every_s", "expected"), [(3600, [0, 0, 3]), (0, [1, 2, 3])])
+def test_checkpoints_are_spaced_out_in_time(every_s: float, expected: list[int],
+                                            splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
+    v = create_variant("pathak2016_l2", **{**TINY, "epochs": 3})
+    saved: list[int] = []  # the checkpoint's epoch as each epoch ends (0: none yet)
+
+    def after_epoch(epoch: int, record: dict[str, float]) -> None:
+        saved.append(load_state(tmp_path / STATE)["epoch"] if (tmp_path / STATE).is_file() else 0)
+
+    fit(v, *splits, seed=0, run_dir=tmp_path, on_epoch=after_epoch, checkpoint_every_s=every_s)
+    assert saved == expected  # the last epoch is always saved
 
 
 def test_divergence_is_reported(splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> None:
