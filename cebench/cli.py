@@ -268,6 +268,8 @@ def bench(
     preset: Annotated[str, typer.Option(help="variant to time")] = "landscape2023",
     batch_size: Annotated[int | None, typer.Option(help="batch (default 512 on CUDA, 16 on CPU)")] = None,
     steps: Annotated[int | None, typer.Option(help="timed training steps (default 50 on CUDA, 4 on CPU)")] = None,
+    fast: Annotated[bool | None, typer.Option("--fast/--plain", help="bf16 + channels_last + compile, or plain fp32 "
+                                              "(default: fast on CUDA, plain on CPU)", show_default=False)] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Headline speed figures for this machine: training images/s, fraction of bf16 peak, paper-run time, scoring."""
@@ -277,8 +279,9 @@ def bench(
 
     if preset not in list_variants():
         raise UserError(f"--preset {preset!r}: unknown; valid: {', '.join(list_variants())}")
-    figures = headline(pick_device(device), preset, batch_size, steps)
-    table = Table(title=f"cebench bench: {figures['device']}, {preset} at 128 px, batch {figures['batch']}")
+    figures = headline(pick_device(device), preset, batch_size, steps, fast)
+    table = Table(title=f"cebench bench: {figures['device']}, {preset} at 128 px, batch {figures['batch']}, "
+                  f"{figures['path']}")
     table.add_column("figure")
     table.add_column("value", justify="right")
     frac = figures["fraction_of_bf16_peak"]
@@ -287,7 +290,8 @@ def bench(
         ("GFLOP per image (one joint step)", f"{figures['gflop_per_image']:.2f}"),
         ("achieved TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
         ("fraction of bf16 peak", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
-        ("100-epoch paper run (15K images)", _duration(float(figures["paper_run_s"] or 0))),
+        ("warm-up (compilation, kernel choice)", _duration(float(figures["warmup_s"] or 0))),
+        ("100-epoch paper run (15K images), training + warm-up", _duration(float(figures["paper_run_s"] or 0))),
         ("scoring images/s (4 metrics + sharpness)", f"{figures['score_images_per_s']:,.0f}"),
     ]
     for name, value in rows:
@@ -296,6 +300,8 @@ def bench(
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

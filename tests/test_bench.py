@@ -15,6 +15,7 @@ def test_step_flops_match_the_design_count() -> None:
 
 def test_rates_are_measured() -> None:
     cpu = torch.device("cpu")
-    assert train_rate(create_variant("landscape2023", **TINY), cpu, steps=2) > 0
+    rate, warmup_s = train_rate(create_variant("landscape2023", **TINY), cpu, steps=2)
+    assert rate > 0 and warmup_s > 0
     assert score_rate(cpu, 16) > 0
     assert peak_tflops(cpu) is None

@@ -199,3 +199,13 @@ def trained_center_run(tmp_path: Path) -> Path:
     code, out = invoke("run", tmp_path / "c.yaml", "--out", tmp_path / "runs", "--device", "cpu")
     assert code == 0, out
     return tmp_path / "runs" / "c" / "loss=l2-seed0"
+
+
+def test_bench_prints_the_headline_figures() -> None:
+    code, out = invoke("bench", "--device", "cpu", "--preset", "pathak2016_l2", "--batch-size", "2", "--steps", "1",
+                       "--plain")
+    assert code == 0, out
+    for figure in ("training images/s", "fraction of bf16 peak", "warm-up", "100-epoch paper run", "scoring images/s"):
+        assert figure in out
+    code, out = invoke("bench", "--preset", "nope")
+    assert code == 2 and "--preset 'nope': unknown; valid:" in out and "Traceback" not in out
