@@ -50,8 +50,8 @@ def peak_tflops(device: torch.device) -> float | None:
 
 
 def train_rate(variant: Variant, device: torch.device, steps: int, fast: bool | None = None) -> tuple[float, float]:
-    """(images/s of `fit` over `steps` steps, seconds of the warm-up run before them: compilation, allocator, kernel
-    choice; a real run pays it once)."""
+    """(images/s of `fit` over `steps` steps, seconds of the two-step warm-up run before them: compilation, allocator,
+    kernel choice and its final checkpoint, which a real run pays once)."""
     n = variant.batch_size * steps
     images = load_split(DataConfig(n_train=n), "train", variant.image_size, device)
     with tempfile.TemporaryDirectory() as tmp:
