@@ -1,4 +1,4 @@
-"""Data: generating the procedural landscapes, and packing an image folder."""
+"""Data: generating the procedural landscapes, packing an image folder, and loading the pack again from the cache."""
 
 from __future__ import annotations
 
@@ -31,4 +31,21 @@ def test_pack_folder(benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyP
         pack_or_load(root, 140)
 
     benchmark.pedantic(pack_fresh, rounds=2, iterations=1)
+    record_rate(benchmark, n)
+
+
+def test_load_packed_folder(benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second run on a folder: the pack is reused (the folder is only listed and stat'ed), not decoded again."""
+    monkeypatch.setenv("CEBENCH_CACHE", str(tmp_path / "cache"))
+    n = min(TRAIN_IMAGES, 1000)
+    root = tmp_path / "pngs"
+    write_pngs(landscapes.generate_range(0, 0, n, 160), root)
+    pack_or_load(root, 140)
+
+    def reuse() -> None:
+        pack, _, made = pack_or_load(root, 140)
+        assert not made  # the timing is only meaningful if the cache was hit
+        pack.images.to(DEVICE)
+
+    benchmark.pedantic(reuse, rounds=3, iterations=1)
     record_rate(benchmark, n)
