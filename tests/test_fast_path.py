@@ -90,5 +90,5 @@ def test_fast_path_trains_like_the_plain_path_and_resumes(tmp_path: Path) -> Non
     assert all(p.dtype == torch.float32 for p in fast.generator.parameters())
     for key in ("loss_rec", "val_psnr", "val_ssim"):
         a, b = plain.history[-1][key], fast.history[-1][key]
-        assert b == pytest.approx(a, rel=0.05), key  # bf16 rounding, same seed and data: close, not identical
-    assert fast.history[-1]["val_psnr"] > fast.history[0]["val_psnr"] - 0.5
+        assert b == pytest.approx(a, rel=0.01), key  # bf16 rounding, same seed and data: close (~1e-4), not identical
+    assert fast.history[-1]["loss_rec"] < 0.95 * fast.history[0]["loss_rec"]  # and it learns
