@@ -82,6 +82,10 @@ def fit(
     lr_g, lr_d = variant.lr_g * variant.lr_factor, variant.lr_d * variant.lr_factor
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas, fused=True)
     opt_d = None if critic is None else torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas, fused=True)
+    if fast:
+        # Every variant (channels, critic, sizes) adds its own compiled graphs under the same forward: an ablation or a
+        # study in one process would pass dynamo's default limit of 8 and silently fall back to eager.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     run_g = torch.compile(generator) if fast else generator
     run_d = torch.compile(critic) if fast and critic is not None else critic
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
