@@ -58,7 +58,7 @@ def fit(
     fast: bool | None = None,
     checkpoint_every_s: float = 60.0,
 ) -> FitResult:
-    """Train `variant` on uint8 images already on the device; checkpoint every epoch in `run_dir`.
+    """Train `variant` on uint8 images already on the device, with checkpoints in `run_dir`.
 
     `fast` (default: on for CUDA, off for CPU) trains with bf16 autocast, channels_last and `torch.compile`; off, the
     same loop runs in plain fp32, bit-reproducible on CPU, and is what a fast run is checked against. The fast path is
@@ -68,8 +68,7 @@ def fit(
     least `checkpoint_every_s` after the previous checkpoint; `resume` continues from it to the same result.
     """
     device = train_images.device
-    cuda = device.type == "cuda"
-    fast = cuda if fast is None else fast
+    fast = device.type == "cuda" if fast is None else fast
     task = Task(variant)
     torch.manual_seed(seed)
     # channels_last lets cuDNN pick its fastest NHWC kernels under bf16.
