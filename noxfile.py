@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -41,9 +43,12 @@ def smoke(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks (slow, opt-in); `nox -s bench -- --compare` fails on a >10% regression against the last saved run."""
+    compare = "--compare" in session.posargs
+    if compare and not list(Path(".benchmarks").glob("*/*.json")):  # saved runs are per machine, not in git
+        session.error("--compare: no saved run in .benchmarks/ to compare against; run `nox -s bench` first")
     session.install("-e", ".[dev]")
     args = ["pytest", "benchmarks", "--benchmark-storage=.benchmarks", "--benchmark-autosave",
             "--benchmark-json=.benchmarks/latest.json", "--benchmark-columns=mean,stddev,rounds"]
-    if "--compare" in session.posargs:
+    if compare:
         args += ["--benchmark-compare", "--benchmark-compare-fail=mean:10%"]
     session.run(*args, *[a for a in session.posargs if a != "--compare"])
