@@ -3,6 +3,8 @@ channels_last, torch.compile: the CUDA default) runs, checkpoints, resumes and l
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +73,8 @@ def test_counter_sees_a_per_step_sync(tmp_path: Path, monkeypatch: pytest.Monkey
     assert syncs_per_epoch({}, 4, tmp_path)["item"] == 4
 
 
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="torch.compile on CPU needs a C++ compiler (g++ or $CXX)")
 def test_fast_path_trains_like_the_plain_path_and_resumes(tmp_path: Path) -> None:
     cpu = torch.device("cpu")
     train, val = load_split(TINY_DATA, "train", 32, cpu), load_split(TINY_DATA, "val", 32, cpu)
