@@ -3,6 +3,7 @@ channels_last, torch.compile: the CUDA default) runs, checkpoints, resumes and l
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections import Counter
@@ -12,11 +13,13 @@ from typing import Any
 
 import pytest
 import torch
+from rich.console import Console
 from torch.overrides import TorchFunctionMode
 
 from cebench.checkpoint import STATE, load_state
 from cebench.data.source import load_split
 from cebench.registry import create_variant
+from cebench.run import make_progress
 from cebench.train import fit
 from tests.conftest import TINY, TINY_DATA
 
@@ -45,8 +48,9 @@ class HostSyncs(TorchFunctionMode):
 def syncs_per_epoch(overrides: dict[str, Any], steps: int, tmp_path: Path) -> Counter[str]:
     variant = create_variant("landscape2023", **{**TINY, "epochs": 1, **overrides})
     train = load_split(TINY_DATA, "train", 32, torch.device("cpu"))[: steps * variant.batch_size]
-    with HostSyncs() as counter:
-        fit(variant, train, train[:0], seed=0, run_dir=tmp_path / str(steps))
+    # With the progress bar `cebench run` shows: it reads the losses once per 50 steps, here once at the end.
+    with make_progress(Console(file=io.StringIO())) as progress, HostSyncs() as counter:
+        fit(variant, train, train[:0], seed=0, run_dir=tmp_path / str(steps), progress=progress)
     return counter.calls
 
 
