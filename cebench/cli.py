@@ -35,7 +35,7 @@ def user_errors(fn: F) -> F:
             err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: finished work and per-epoch checkpoints are saved; "
+            err_console.print("[yellow]interrupted[/]: finished runs and a checkpoint of the one under way are saved; "
                               "continue with the same command (`run` needs --resume)")
             raise typer.Exit(130) from None
 

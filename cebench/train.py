@@ -6,10 +6,14 @@ joint loss adds the adversarial term with the critic on logits (`BCEWithLogits`,
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +93,24 @@ def fit(
     run_d = torch.compile(critic) if fast and critic is not None else critic
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
 
+    def checkpoint(epochs_done: int, step: int = 0, perm: torch.Tensor | None = None,
+                   sums: torch.Tensor | None = None) -> None:
+        """Everything `resume` needs, after `epochs_done` epochs and `step` steps of the next one (with its order and
+        running loss sums). The state holds its own copy of the weights, so a crash between the two files never pairs
+        weights of one moment with optimiser state of another; the safetensors file is what `eval` and `inpaint` read."""
+        save_state(run_dir / STATE, {
+            "epoch": epochs_done, "step": step, "perm": perm, "sums": sums, "generator": generator.state_dict(),
+            "critic": critic.state_dict() if critic is not None else {},
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d else {},
+            "rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "history": result.history,
+            "train_time_s": result.train_time_s, "images_seen": result.images_seen,
+        })
+        save_weights(run_dir / WEIGHTS, generator, critic)
+
     result = FitResult(generator)
-    start_epoch = 0
+    start_epoch, start_step = 0, 0
+    resumed_perm: torch.Tensor | None = None
+    resumed_sums: torch.Tensor | None = None
     if resume and (run_dir / STATE).is_file():
         state = load_state(run_dir / STATE)
         generator.load_state_dict(state["generator"])
@@ -101,108 +121,138 @@ def fit(
             opt_d.load_state_dict(state["opt_d"])
         rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
-        start_epoch = int(state["epoch"])
+        start_epoch, start_step = int(state["epoch"]), int(state["step"])
+        resumed_perm, resumed_sums = state["perm"], state["sums"]
         result.history = list(state["history"])
         result.train_time_s, result.images_seen = float(state["train_time_s"]), int(state["images_seen"])
-        log(f"resumed at epoch {start_epoch}")
+        log(f"resumed after {start_epoch} epochs" + (f" and {start_step} steps" if start_step else ""))
 
     n, bs = len(train_images), min(variant.batch_size, len(train_images))
     steps = n // bs  # drop the last partial batch: constant shapes, BatchNorm never sees a batch of one
     task_id: TaskID | None = None
     if progress is not None:
-        task_id = progress.add_task(run_dir.name, total=variant.epochs * steps, completed=start_epoch * steps, ips=0.0,
-                                    info="")
+        task_id = progress.add_task(run_dir.name, total=variant.epochs * steps,
+                                    completed=start_epoch * steps + start_step, ips=0.0, info="")
 
     last_checkpoint = time.perf_counter()
-    for epoch in range(start_epoch, variant.epochs):
-        generator.train()
-        if critic is not None:
-            critic.train()
-        sums = torch.zeros(3, device=device)  # rec, adv, critic: summed on device, read once per log interval
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=rng, device=device)
-        for step in range(steps):
-            real = image_batch(train_images, perm[step * bs : (step + 1) * bs], variant.image_size,
-                               gray=variant.channels == "gray", train=True, generator=rng)
-            masks = make_masks(variant.mask, bs, variant.image_size, variant.overlap, rng)
-            x = fill_holes(real, masks.hole, variant.fill, rng)
-            target = task.crop(real)
-            weights = task.crop(masks.loss_weights(variant.overlap_weight))
-            region_px = task.crop(masks.region).sum() * real.shape[1]
-
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                pred = run_g(x)
-            pred = pred.float()
-            rec = (weights * (pred - target) ** 2).sum() / region_px
-
-            if run_d is not None and opt_d is not None:
-                # Critic step on real vs detached fake, then the generator is judged by the updated critic.
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                    logits_real = run_d(task.critic_input(real, target)).float()
-                    logits_fake = run_d(task.critic_input(real, pred.detach())).float()
-                loss_d = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
-                    F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                    logits_gen = run_d(task.critic_input(real, pred)).float()
-                adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
-                loss_g = variant.lambda_rec * rec + variant.lambda_adv * adv
-                sums += torch.stack([rec.detach(), adv.detach(), loss_d.detach()])
+    # Ctrl-C sets a flag checked between steps, so the checkpoint written on the way out holds whole steps only.
+    with StopRequest() as interrupt:
+        for epoch in range(start_epoch, variant.epochs):
+            generator.train()
+            if critic is not None:
+                critic.train()
+            t0 = time.perf_counter()
+            first_step, start_step = start_step, 0
+            if resumed_perm is not None and resumed_sums is not None:  # resuming inside this epoch
+                perm, sums = resumed_perm.to(device), resumed_sums.to(device)
+                resumed_perm = resumed_sums = None
             else:
-                loss_g = rec
-                sums[0] += rec.detach()
+                sums = torch.zeros(3, device=device)  # rec, adv, critic: summed on device, read once per log interval
+                perm = torch.randperm(n, generator=rng, device=device)
+            for step in range(first_step, steps):
+                if interrupt.requested:  # Ctrl-C: keep every finished step, then stop
+                    result.train_time_s += time.perf_counter() - t0
+                    result.images_seen += (step - first_step) * bs
+                    checkpoint(epoch, step, perm, sums)
+                    log(f"interrupted after {epoch} epochs and {step} of {steps} steps: checkpoint written")
+                    raise KeyboardInterrupt
+                real = image_batch(train_images, perm[step * bs : (step + 1) * bs], variant.image_size,
+                                   gray=variant.channels == "gray", train=True, generator=rng)
+                masks = make_masks(variant.mask, bs, variant.image_size, variant.overlap, rng)
+                x = fill_holes(real, masks.hole, variant.fill, rng)
+                target = task.crop(real)
+                weights = task.crop(masks.loss_weights(variant.overlap_weight))
+                region_px = task.crop(masks.region).sum() * real.shape[1]
 
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+                    pred = run_g(x)
+                pred = pred.float()
+                rec = (weights * (pred - target) ** 2).sum() / region_px
 
-            if progress is not None and task_id is not None:
-                progress.advance(task_id)
-                if (step + 1) % log_every == 0 or step + 1 == steps:
-                    means = (sums / (step + 1)).tolist()  # the only host sync, once per log interval
-                    _check_finite(means, epoch)
-                    elapsed = result.train_time_s + time.perf_counter() - t0
-                    ips = (result.images_seen + (step + 1) * bs) / elapsed
-                    progress.update(task_id, ips=ips, info=f"ep {epoch + 1}/{variant.epochs} rec {means[0]:.4f}")
+                if run_d is not None and opt_d is not None:
+                    # Critic step on real vs detached fake, then the generator is judged by the updated critic.
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+                        logits_real = run_d(task.critic_input(real, target)).float()
+                        logits_fake = run_d(task.critic_input(real, pred.detach())).float()
+                    loss_d = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
+                        F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+                    opt_d.zero_grad(set_to_none=True)
+                    loss_d.backward()
+                    opt_d.step()
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+                        logits_gen = run_d(task.critic_input(real, pred)).float()
+                    adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
+                    loss_g = variant.lambda_rec * rec + variant.lambda_adv * adv
+                    sums += torch.stack([rec.detach(), adv.detach(), loss_d.detach()])
+                else:
+                    loss_g = rec
+                    sums[0] += rec.detach()
 
-        rec_m, adv_m, d_m = (sums / steps).tolist()
-        _check_finite([rec_m, adv_m, d_m], epoch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_s = time.perf_counter() - t0
-        result.train_time_s += epoch_s
-        result.images_seen += steps * bs
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
 
-        val = evaluate(generator, task, val_images, amp=fast) if len(val_images) else {}
-        record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
-                  "images_per_s": steps * bs / max(epoch_s, 1e-9)}
-        # Every harness metric of the validation split (val_psnr, val_luma_ssim, ...): tuning objectives and pruning.
-        record.update({f"val_{k.removesuffix('_mean')}": v for k, v in summarize(val).items() if k.endswith("_mean")})
-        result.history.append(record)
-        log(" ".join(f"{k}={v:.5g}" for k, v in record.items()))
+                if progress is not None and task_id is not None:
+                    progress.advance(task_id)
+                    if (step + 1) % log_every == 0 or step + 1 == steps:
+                        means = (sums / (step + 1)).tolist()  # the only host sync, once per log interval
+                        _check_finite(means, epoch)
+                        elapsed = result.train_time_s + time.perf_counter() - t0
+                        ips = (result.images_seen + (step + 1 - first_step) * bs) / elapsed
+                        progress.update(task_id, ips=ips, info=f"ep {epoch + 1}/{variant.epochs} rec {means[0]:.4f}")
 
-        # The 71M model with its Adam state is 0.9 GB, 1-3 s to write: every epoch would cost more than a GPU epoch
-        # (15K images in ~0.3 s), so checkpoints are spaced out in time, and the last epoch is always saved.
-        if epoch + 1 == variant.epochs or time.perf_counter() - last_checkpoint >= checkpoint_every_s:
-            # The state holds its own copy of the weights, so a crash between the two files never pairs weights of
-            # one epoch with optimiser state of another; the safetensors file is what `eval` and `inpaint` read.
-            save_state(run_dir / STATE, {
-                "epoch": epoch + 1, "generator": generator.state_dict(),
-                "critic": critic.state_dict() if critic is not None else {},
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d else {},
-                "rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "history": result.history,
-                "train_time_s": result.train_time_s, "images_seen": result.images_seen,
-            })
-            save_weights(run_dir / WEIGHTS, generator, critic)
-            last_checkpoint = time.perf_counter()
-        if on_epoch is not None:
-            on_epoch(epoch + 1, record)
+            rec_m, adv_m, d_m = (sums / steps).tolist()
+            _check_finite([rec_m, adv_m, d_m], epoch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            epoch_s = time.perf_counter() - t0
+            result.train_time_s += epoch_s
+            result.images_seen += (steps - first_step) * bs
+
+            val = evaluate(generator, task, val_images, amp=fast) if len(val_images) else {}
+            record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
+                      "images_per_s": (steps - first_step) * bs / max(epoch_s, 1e-9)}
+            # Every harness metric of the validation split (val_psnr, val_luma_ssim, ...): tuning objectives and pruning.
+            record.update({f"val_{k.removesuffix('_mean')}": v for k, v in summarize(val).items() if k.endswith("_mean")})
+            result.history.append(record)
+            log(" ".join(f"{k}={v:.5g}" for k, v in record.items()))
+
+            # The 71M model with its Adam state is 0.9 GB, 1-3 s to write: every epoch would cost more than a GPU epoch
+            # (15K images in ~0.3 s), so checkpoints are spaced out in time; the last epoch and a Ctrl-C always write one.
+            if epoch + 1 == variant.epochs or time.perf_counter() - last_checkpoint >= checkpoint_every_s:
+                checkpoint(epoch + 1)
+                last_checkpoint = time.perf_counter()
+            if on_epoch is not None:
+                on_epoch(epoch + 1, record)
 
     if progress is not None and task_id is not None:
         progress.update(task_id, visible=False)
     return result
+
+
+class StopRequest:
+    """While active, the first Ctrl-C (SIGINT) only sets `requested`, and KeyboardInterrupt is raised on leaving if
+    nothing else was; a second Ctrl-C interrupts at once. A no-op outside the main thread, where Python cannot install
+    signal handlers."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._handle) or signal.default_int_handler
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.requested and exc_type is None:
+            raise KeyboardInterrupt
 
 
 def _check_finite(values: list[float], epoch: int) -> None:

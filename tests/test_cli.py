@@ -86,7 +86,7 @@ def test_interrupted_run_resumes_to_the_same_result(trained: Path, tmp_path: Pat
     monkeypatch.setattr(cebench.run, "fit", real_fit)
     code, out = invoke("run", tmp_path / "tiny.yaml", "--out", tmp_path / "runs", "--device", "cpu", "--resume")
     assert code == 0, out
-    assert "resumed at epoch 1" in (tmp_path / "runs" / "tiny" / "loss=l2-seed0" / "train.log").read_text()
+    assert "resumed after 1 epochs" in (tmp_path / "runs" / "tiny" / "loss=l2-seed0" / "train.log").read_text()
     resumed = pd.read_csv(tmp_path / "runs" / "tiny" / "results.csv")
     straight = pd.read_csv(trained / "runs" / "tiny" / "results.csv")
     for col in ("psnr_mean", "l1_mean", "ssim_mean"):

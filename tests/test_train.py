@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import itertools
+import os
+import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+import cebench.train
 from cebench.checkpoint import STATE, WEIGHTS, load_state
 from cebench.data.source import load_split
 from cebench.registry import create_variant
@@ -78,3 +84,53 @@ def test_large_batch_learning_rate_rule() -> None:
     assert create_variant("pathak2016", batch_size=512).lr_factor == 1.0
     assert create_variant("pathak2016", batch_size=256, lr_scaling="sqrt").lr_factor == 2.0
     assert create_variant("pathak2016", batch_size=256, lr_scaling="linear").lr_factor == 4.0
+
+
+def sigint_on_call(module: Any, name: str, call: int, times: int = 1) -> Callable[..., Any]:
+    """Wrap `module.name` so that its `call`-th call (0-based) sends this process `times` SIGINTs, as Ctrl-C would."""
+    real, calls = getattr(module, name), itertools.count()
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) == call:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    return wrapped
+
+
+def test_ctrl_c_mid_epoch_keeps_every_finished_step(splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    v = create_variant("landscape2023", **TINY)  # 4 steps per epoch, 2 epochs
+    full = fit(v, *splits, seed=1, run_dir=tmp_path / "full")
+    monkeypatch.setattr(cebench.train, "make_masks", sigint_on_call(cebench.train, "make_masks", call=5))
+    with pytest.raises(KeyboardInterrupt):
+        fit(v, *splits, seed=1, run_dir=tmp_path / "cut")  # Ctrl-C during epoch 2, step 2: that step still finishes
+    state = load_state(tmp_path / "cut" / STATE)
+    assert (state["epoch"], state["step"]) == (1, 2)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    resumed = fit(v, *splits, seed=1, run_dir=tmp_path / "cut", resume=True)
+    weights, again = full.generator.state_dict(), resumed.generator.state_dict()
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    assert [r["loss_rec"] for r in resumed.history] == [r["loss_rec"] for r in full.history]
+    assert resumed.images_seen == full.images_seen
+
+
+def test_ctrl_c_in_the_last_validation_still_saves_the_run(splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    v = create_variant("pathak2016_l2", **TINY)
+    monkeypatch.setattr(cebench.train, "evaluate", sigint_on_call(cebench.train, "evaluate", call=1))
+    with pytest.raises(KeyboardInterrupt):
+        fit(v, *splits, seed=0, run_dir=tmp_path)
+    assert load_state(tmp_path / STATE)["epoch"] == 2  # the finished run is on disk; resume only has to score it
+
+
+def test_a_second_ctrl_c_interrupts_at_once(splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    v = create_variant("pathak2016_l2", **TINY)
+    monkeypatch.setattr(cebench.train, "make_masks", sigint_on_call(cebench.train, "make_masks", call=1, times=2))
+    with pytest.raises(KeyboardInterrupt):
+        fit(v, *splits, seed=0, run_dir=tmp_path)
+    assert not (tmp_path / STATE).exists()  # no step was finished after the first Ctrl-C
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
