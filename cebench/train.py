@@ -68,8 +68,9 @@ def fit(
     same loop runs in plain fp32, bit-reproducible on CPU, and is what a fast run is checked against. The fast path is
     the same code on every device, so the CPU tests exercise what a GPU runs.
 
-    A checkpoint (weights, optimiser and RNG state) is written after the last epoch and after any epoch that ends at
-    least `checkpoint_every_s` after the previous checkpoint; `resume` continues from it to the same result.
+    A checkpoint (weights, optimiser and RNG state) is written after the last epoch, after any epoch that ends at
+    least `checkpoint_every_s` after the previous checkpoint, and on Ctrl-C once the step under way has finished;
+    `resume` continues from it, mid-epoch if need be, to the same result.
     """
     device = train_images.device
     fast = device.type == "cuda" if fast is None else fast
