@@ -19,33 +19,35 @@ def test_generate_landscapes(benchmark: Any) -> None:
     record_rate(benchmark, n)
 
 
-def test_pack_folder(benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CEBENCH_CACHE", str(tmp_path / "cache"))
-    n = min(TRAIN_IMAGES, 1000)
-    root = tmp_path / "pngs"
-    write_pngs(landscapes.generate_range(0, 0, n, 160), root)
+FOLDER_IMAGES = min(TRAIN_IMAGES, 1000)
 
+
+@pytest.fixture
+def png_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder of 160 px PNG landscapes, with the pack cache in `tmp_path / "cache"`."""
+    monkeypatch.setenv("CEBENCH_CACHE", str(tmp_path / "cache"))
+    write_pngs(landscapes.generate_range(0, 0, FOLDER_IMAGES, 160), tmp_path / "pngs")
+    return tmp_path / "pngs"
+
+
+def test_pack_folder(benchmark: Any, png_folder: Path, tmp_path: Path) -> None:
     def pack_fresh() -> None:
         for old in (tmp_path / "cache").rglob("*.safetensors"):
             old.unlink()
-        pack_or_load(root, 140)
+        pack_or_load(png_folder, 140)
 
     benchmark.pedantic(pack_fresh, rounds=2, iterations=1)
-    record_rate(benchmark, n)
+    record_rate(benchmark, FOLDER_IMAGES)
 
 
-def test_load_packed_folder(benchmark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_packed_folder(benchmark: Any, png_folder: Path) -> None:
     """The second run on a folder: the pack is reused (the folder is only listed and stat'ed), not decoded again."""
-    monkeypatch.setenv("CEBENCH_CACHE", str(tmp_path / "cache"))
-    n = min(TRAIN_IMAGES, 1000)
-    root = tmp_path / "pngs"
-    write_pngs(landscapes.generate_range(0, 0, n, 160), root)
-    pack_or_load(root, 140)
+    pack_or_load(png_folder, 140)
 
     def reuse() -> None:
-        pack, _, made = pack_or_load(root, 140)
+        pack, _, made = pack_or_load(png_folder, 140)
         assert not made  # the timing is only meaningful if the cache was hit
         pack.images.to(DEVICE)
 
     benchmark.pedantic(reuse, rounds=3, iterations=1)
-    record_rate(benchmark, n)
+    record_rate(benchmark, FOLDER_IMAGES)
