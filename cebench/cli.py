@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -11,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cebench.errors import UserError
+from cebench.errors import UserError, disk_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and ablate Context Encoders (Pathak et al. 2016): run, eval, score, inpaint.")
@@ -25,21 +27,43 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when presen
 
 
 def user_errors(fn: F) -> F:
-    """Turn UserError into one red line and exit code 2; Ctrl-C into a short note (checkpoints are already on disk)."""
+    """Turn UserError (and a full disk, a permission denied) into one red line and exit code 2; Ctrl-C or SIGTERM into a
+    short note (checkpoints are already on disk) and exit code 130 or 143."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # a note, not a silent death
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: finished runs and a checkpoint of the one under way are saved; "
-                              "continue with the same command (`run` needs --resume)")
-            raise typer.Exit(130) from None
+            _error_line(e)
+        except OSError as e:
+            found = disk_error(e)
+            if found is None:
+                raise
+            _error_line(found)
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            err_console.print(f"[yellow]interrupted[/] ({signal.Signals(signum).name}): finished runs and a checkpoint "
+                              "of the one under way are saved; continue with the same command (`run` needs --resume)")
+            raise typer.Exit(128 + signum) from None
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error_line(error: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from cebench.train import Interrupted
+
+    raise Interrupted(signum)
 
 
 @app.command("list")
@@ -92,19 +116,27 @@ def run(
     device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option(help="continue interrupted runs, skip finished ones")] = False,
     overwrite: Annotated[bool, typer.Option(help="delete this spec's earlier runs and start over")] = False,
+    retry_diverged: Annotated[bool, typer.Option(help="with --resume: train diverged runs again")] = False,
 ) -> None:
     """Train and score every run of an ablation spec; one row per run in runs/<spec>/results.csv."""
     from cebench.device import pick_device
     from cebench.run import run_spec
     from cebench.spec import load_spec
 
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pass one")
     loaded = load_spec(spec)
     dev = pick_device(device)
-    table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, console=err_console)
+    table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, retry_diverged=retry_diverged,
+                     console=err_console)
     _print_results(table, f"{loaded.name}: {len(table)} runs on {dev} -> {out / loaded.name / 'results.csv'}")
     if "fill_psnr_mean" in table:
         console.print(f"references on the same test images (hole PSNR): mean-colour fill "
                       f"{table['fill_psnr_mean'].min():.2f} dB, untrained model {table['untrained_psnr_mean'].max():.2f} dB")
+    diverged = int((table["status"] != "ok").sum()) if "status" in table else 0
+    if diverged:
+        err_console.print(f"[yellow]{diverged} of {len(table)} runs diverged[/] (status and reason in results.csv); "
+                          "`--resume --retry-diverged` trains them again")
 
 
 def _print_results(table: Any, title: str) -> None:
@@ -117,6 +149,9 @@ def _print_results(table: Any, title: str) -> None:
         out.add_column(label, justify="right", no_wrap=True)
     out.add_column("img/s", justify="right")
     for _, row in table.iterrows():
+        if row.get("status", "ok") != "ok":
+            out.add_row(str(row["run_id"]), *[f"[yellow]{row['status']}" for _ in metrics], "")
+            continue
         cells = [f"{row[f'{m}_mean']:.{d}f}±{row[f'{m}_std']:.{d}f}" for m, _, d in metrics]
         out.add_row(str(row["run_id"]), *cells, f"{row['images_per_s']:.0f}")
     console.print(out)

@@ -13,14 +13,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never meaningful settings (an infinite learning rate passes `gt=0`).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# A name becomes a folder under the runs root: it must not be able to escape or alias it ('.', '..', '.hidden').
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
 class Variant(Frozen):
     """One trainable context-encoder configuration. Defaults are Pathak's released centre-inpainting recipe."""
 
     # model
-    image_size: int = Field(128, description="side of the square input image (power of two >= 16)")
+    image_size: int = Field(128, description="side of the square input image (power of two >= 32)")
     channels: Literal["rgb", "gray"] = "rgb"
     bottleneck: Literal["fc", "channelwise"] = "fc"
     bottleneck_dim: int = Field(4000, gt=0, description="width of the fc bottleneck (Pathak's README: 4000)")
@@ -48,8 +53,9 @@ class Variant(Frozen):
     @field_validator("image_size")
     @classmethod
     def _power_of_two(cls, v: int) -> int:
-        if v < 16 or v & (v - 1):
-            raise ValueError("must be a power of two >= 16 (16, 32, 64, 128, 256, ...)")
+        # The hole is half the image side, and SSIM's 11x11 window must fit inside it.
+        if v < 32 or v & (v - 1):
+            raise ValueError("must be a power of two >= 32 (32, 64, 128, 256, ...); SSIM needs an 11 px hole")
         return v
 
     @model_validator(mode="after")
@@ -98,7 +104,7 @@ class DataConfig(Frozen):
 class Spec(Frozen):
     """An ablation: a base preset, fixed overrides, axes whose product is the grid of runs, and seeds."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN, description="folder under the runs root: letters, digits, _ . -")
     description: str = ""
     preset: str = "pathak2016"
     data: DataConfig = DataConfig()
@@ -119,4 +125,25 @@ class Spec(Frozen):
         for key, values in v.items():
             if not values:
                 raise ValueError(f"axis {key!r} has no values")
+            repeated = _repeated(values)
+            if repeated is not None:
+                raise ValueError(f"axis {key!r} lists {repeated!r} twice: it would train the same runs twice")
         return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        repeated = _repeated(v)
+        if repeated is not None:
+            raise ValueError(f"seed {repeated} is listed twice: it would train the same runs twice")
+        return v
+
+
+def _repeated(values: list[Any]) -> Any:
+    """The first value that occurs twice in `values` (compared as text, as run ids are), or None."""
+    seen: set[str] = set()
+    for value in values:
+        if str(value) in seen:
+            return value
+        seen.add(str(value))
+    return None

@@ -37,10 +37,11 @@ def git_commit() -> str:
 def make_row(
     *, spec: str, run_id: str, variant: Variant, data: DataConfig, seed: int, summary: dict[str, float],
     n_test: int, device: torch.device, train_time_s: float = float("nan"), images_per_s: float = float("nan"),
-    extra: dict[str, Any] | None = None,
+    status: str = "ok", reason: str = "", extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A results-table row: identity, every config field, each metric's mean and std, cost, and provenance."""
-    row: dict[str, Any] = {"spec": spec, "run_id": run_id, "seed": seed}
+    """A results-table row: identity, status (`ok`, or `diverged` with the reason and no metrics), every config field,
+    each metric's mean and std, cost, and provenance."""
+    row: dict[str, Any] = {"spec": spec, "run_id": run_id, "seed": seed, "status": status, "reason": reason}
     row.update(variant.model_dump(mode="json"))
     row.update({f"data_{k}": v for k, v in data.model_dump(mode="json").items()})
     row.update(summary)

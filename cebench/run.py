@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,10 +23,22 @@ from cebench.errors import UserError
 from cebench.evaluate import FillOnly, evaluate, sample_grid
 from cebench.imageio import atomic_path, write_png, write_text
 from cebench.metrics import summarize
-from cebench.results import RESULTS_CSV, append_rows, make_row
-from cebench.spec import RunPlan, expand
+from cebench.results import make_row
+from cebench.spec import RunPlan, check_batches, expand
+from cebench.spec_folder import (
+    SPEC_JSON,
+    FolderLock,
+    check_unchanged,
+    clean_leftovers,
+    read_result,
+    remove_runs,
+    spec_folder,
+    write_results,
+)
 from cebench.task import Task
-from cebench.train import FitResult, fit
+from cebench.train import Diverged, FitResult, fit
+
+TUNE_SPEC = "tune_spec.json"  # written by `cebench tune` into its study folder
 
 
 @dataclass(frozen=True)
@@ -62,39 +73,80 @@ def make_progress(console: Console) -> Progress:
 
 def run_spec(
     spec: Spec, out_root: Path, device: torch.device, *, resume: bool = False, overwrite: bool = False,
-    console: Console | None = None,
+    retry_diverged: bool = False, console: Console | None = None,
 ) -> pd.DataFrame:
-    """Train and score every run of `spec`; finished runs are skipped with `resume`, everything earlier is deleted with
-    `overwrite`. Returns the results table."""
+    """Train and score every run of `spec`; finished runs are skipped with `resume` (diverged ones too, unless
+    `retry_diverged`), the spec's earlier runs are deleted with `overwrite`. A run that diverges is recorded as such and
+    the grid goes on. Returns the results table."""
     console = console or Console(stderr=True)
-    spec_dir = out_root / spec.name
     plans = expand(spec)
+    run_ids = [p.run_id for p in plans]
     if spec.data.name == "folder" and spec.data.path is not None:
-        split_files(spec.data.path, spec.data.n_val, spec.data.n_test)  # a missing or empty folder fails before any work
-    started = [p.run_id for p in plans if (spec_dir / p.run_id).exists()]
-    if started and not (resume or overwrite):
-        raise UserError(f"{spec_dir} already holds {len(started)} of this spec's runs (e.g. {started[0]}); "
-                        "pass --resume to continue them or --overwrite to start over")
-    if overwrite:
-        shutil.rmtree(spec_dir, ignore_errors=True)
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    write_text(spec_dir / "spec.json", spec.model_dump_json(indent=2))
-    splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
-    table = pd.DataFrame()
-    with make_progress(console) as progress:
-        overall = progress.add_task(f"{spec.name}: runs", total=len(plans), ips=0.0, info="")
-        for plan in plans:
-            run_dir = spec_dir / plan.run_id
-            if resume and (run_dir / RESULT).is_file():
-                progress.console.print(f"[dim]{plan.run_id}: finished earlier, skipped")
-            else:
-                row = train_and_score(spec, plan, run_dir, splits.get(spec.data, plan.variant.image_size), device,
-                                      resume=resume, progress=progress)
-                table = append_rows(spec_dir / RESULTS_CSV, [row])
-                progress.console.print(f"{plan.run_id}: hole PSNR {row['psnr_mean']:.2f} dB, "
-                                       f"L1 {row['l1_mean']:.2f}%, SSIM {row['ssim_mean']:.3f}")
-            progress.advance(overall)
-    return table if len(table) else pd.read_csv(spec_dir / RESULTS_CSV)
+        # A missing or empty folder, or too few training images, fails before any work.
+        counts = split_files(spec.data.path, spec.data.n_val, spec.data.n_test, spec.data.n_train)
+        check_batches(plans, len(counts["train"]), f"data folder {spec.data.path}")
+    spec_dir = spec_folder(out_root, spec.name)
+    if (spec_dir / TUNE_SPEC).is_file():
+        raise UserError(f"{spec_dir} holds the tune study {spec.name!r}; give the run spec another name")
+    with FolderLock(spec_dir):
+        started = [r for r in run_ids if (spec_dir / r).exists()]
+        if started and not (resume or overwrite):
+            raise UserError(f"{spec_dir} already holds {len(started)} of this spec's runs (e.g. {started[0]}); "
+                            "pass --resume to continue them or --overwrite to start over")
+        if overwrite:
+            remove_runs(spec_dir, run_ids, tables=True)
+        elif started:
+            check_unchanged(spec_dir, spec.model_dump_json())
+        if cleaned := clean_leftovers(spec_dir, run_ids):
+            console.print(f"[dim]removed {cleaned} temporary file(s) left by an interrupted write")
+        write_text(spec_dir / SPEC_JSON, spec.model_dump_json(indent=2))
+        table = write_results(spec_dir, run_ids)  # rows of runs that finished but missed the table (killed between)
+        splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
+        with make_progress(console) as progress:
+            overall = progress.add_task(f"{spec.name}: runs", total=len(plans), ips=0.0, info="")
+            for plan in plans:
+                run_dir = spec_dir / plan.run_id
+                done = read_result(run_dir)
+                status = None if done is None else done.get("status", "ok")
+                if status == "ok" or (status == "diverged" and not retry_diverged):
+                    progress.console.print(f"[dim]{plan.run_id}: {'finished' if status == 'ok' else 'diverged'} "
+                                           "earlier, skipped")
+                else:
+                    if status == "diverged":  # retried from scratch: its checkpoint leads to the same divergence
+                        remove_runs(spec_dir, [plan.run_id], tables=False)
+                    row = train_or_record_divergence(spec, plan, run_dir, splits, device, progress)
+                    table = write_results(spec_dir, run_ids)
+                    progress.console.print(_outcome(row))
+                progress.advance(overall)
+    return table
+
+
+def train_or_record_divergence(
+    spec: Spec, plan: RunPlan, run_dir: Path, splits: SplitCache, device: torch.device, progress: Progress,
+) -> dict[str, Any]:
+    """One run of the grid, continued from its checkpoint if it has one: its row, or a `diverged` row (written to
+    result.json like any other) when it diverged."""
+    data = splits.get(spec.data, plan.variant.image_size)
+    try:
+        return train_and_score(spec, plan, run_dir, data, device, resume=(run_dir / STATE).is_file(),
+                               progress=progress)
+    except Diverged as e:
+        for task in progress.tasks[1:]:  # the run's own bar stops where it diverged
+            progress.update(task.id, visible=False)
+        row = make_row(spec=spec.name, run_id=plan.run_id, variant=plan.variant, data=spec.data, seed=plan.seed,
+                       summary={}, n_test=len(data.test), device=device, status="diverged", reason=str(e),
+                       extra={f"axis_{k}": v for k, v in plan.axes.items()})
+        write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
+        with run_log(run_dir) as log:
+            log(f"diverged: {e}")
+        return row
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    if row["status"] != "ok":
+        return (f"[yellow]{row['run_id']}: {row['status']}[/] ({row['reason']}); recorded, the grid goes on "
+                "(--resume --retry-diverged trains it again)")
+    return f"{row['run_id']}: hole PSNR {row['psnr_mean']:.2f} dB, L1 {row['l1_mean']:.2f}%, SSIM {row['ssim_mean']:.3f}"
 
 
 @contextmanager
@@ -117,8 +169,8 @@ def train_and_score(
     write_run_config(run_dir, plan.variant, spec.data, plan.seed)
     with run_log(run_dir) as log:
         log(f"run {plan.run_id} on {device}: {plan.variant.model_dump_json()}")
-        result = fit(plan.variant, splits.train, splits.val, plan.seed, run_dir, resume=resume and
-                     (run_dir / STATE).is_file(), progress=progress, log=log, on_epoch=on_epoch)
+        result = fit(plan.variant, splits.train, splits.val, plan.seed, run_dir, resume=resume,
+                     progress=progress, log=log, on_epoch=on_epoch)
         row = score_run(spec.name, plan.run_id, plan.variant, spec.data, plan.seed, result, splits.test, run_dir,
                         device, extra={f"axis_{k}": v for k, v in plan.axes.items()})
         log(f"test: {json.dumps({k: row[k] for k in row if k.endswith('_mean')})}")
@@ -132,6 +184,8 @@ def score_run(
     task = Task(variant)
     amp = device.type == "cuda"
     scores = evaluate(result.generator, task, test, amp=amp)
+    if not all(bool(torch.isfinite(s).all()) for k, s in scores.items() if k.startswith(("psnr", "l1"))):
+        raise Diverged("the trained model's test scores are not finite (NaN or infinite weights)")
     per_image = pd.DataFrame({k: v.cpu().numpy() for k, v in scores.items()})
     per_image.insert(0, "test_index", range(len(per_image)))
     with atomic_path(run_dir / "per_image.csv") as tmp:

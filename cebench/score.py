@@ -181,6 +181,9 @@ def _check_ssim_extent(regions: dict[tuple[int, int], torch.Tensor], region: str
     for size, scored in sorted(regions.items()):
         if region == "image":
             h, w = size
+        elif not bool(scored.any()):
+            raise UserError(f"the scored region of {_wxh(size)} images is empty (the centre's overlap band takes all "
+                            f"of it); SSIM needs a region of at least {need}x{need} px")
         else:
             rows = scored[0, 0].any(dim=1).nonzero()
             cols = scored[0, 0].any(dim=0).nonzero()

@@ -64,8 +64,18 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 def load_spec(path: Path) -> Spec:
     spec: Spec = validate(Spec, read_yaml(path), path)
-    expand(spec, source=path)  # fail now, before any training, if a grid point is invalid
+    plans = expand(spec, source=path)  # fail now, before any training, if a grid point is invalid
+    if spec.data.name == "landscapes" and spec.data.n_train is not None:
+        check_batches(plans, spec.data.n_train, f"{path}: data.n_train")
     return spec
+
+
+def check_batches(plans: list[RunPlan], n_train: int, source: str) -> None:
+    """A batch larger than the training split would be cut silently, and the row would record the wrong size."""
+    for plan in plans:
+        if plan.variant.batch_size > n_train:
+            raise UserError(f"{source}: batch_size {plan.variant.batch_size} (run {plan.run_id}) is larger than the "
+                            f"{n_train} training images; lower batch_size or add images")
 
 
 def expand(spec: Spec, source: Path | None = None) -> list[RunPlan]:

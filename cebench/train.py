@@ -22,6 +22,7 @@ from rich.progress import Progress, TaskID
 from cebench.checkpoint import STATE, WEIGHTS, load_state, save_state, save_weights
 from cebench.config import Variant
 from cebench.data.source import image_batch
+from cebench.errors import UserError
 from cebench.evaluate import evaluate
 from cebench.masks import fill_holes, make_masks
 from cebench.metrics import summarize
@@ -127,8 +128,12 @@ def fit(
         result.history = list(state["history"])
         result.train_time_s, result.images_seen = float(state["train_time_s"]), int(state["images_seen"])
         log(f"resumed after {start_epoch} epochs" + (f" and {start_step} steps" if start_step else ""))
+        if start_epoch == variant.epochs:  # killed between the two files of the last checkpoint: publish the weights
+            save_weights(run_dir / WEIGHTS, generator, critic)
 
-    n, bs = len(train_images), min(variant.batch_size, len(train_images))
+    n, bs = len(train_images), variant.batch_size
+    if bs > n:  # cutting the batch silently would train another variant than the one recorded
+        raise UserError(f"batch_size {bs} is larger than the {n} training images; lower batch_size or add images")
     steps = n // bs  # drop the last partial batch: constant shapes, BatchNorm never sees a batch of one
     task_id: TaskID | None = None
     if progress is not None:
@@ -151,12 +156,12 @@ def fit(
                 sums = torch.zeros(3, device=device)  # rec, adv, critic: summed on device, read once per log interval
                 perm = torch.randperm(n, generator=rng, device=device)
             for step in range(first_step, steps):
-                if interrupt.requested:  # Ctrl-C: keep every finished step, then stop
+                if interrupt.requested is not None:  # Ctrl-C or SIGTERM: keep every finished step, then stop
                     result.train_time_s += time.perf_counter() - t0
                     result.images_seen += (step - first_step) * bs
                     checkpoint(epoch, step, perm, sums)
                     log(f"interrupted after {epoch} epochs and {step} of {steps} steps: checkpoint written")
-                    raise KeyboardInterrupt
+                    raise Interrupted(interrupt.requested)
                 real = image_batch(train_images, perm[step * bs : (step + 1) * bs], variant.image_size,
                                    gray=variant.channels == "gray", train=True, generator=rng)
                 masks = make_masks(variant.mask, bs, variant.image_size, variant.overlap, rng)
@@ -232,28 +237,46 @@ def fit(
 
 
 class StopRequest:
-    """While active, the first Ctrl-C (SIGINT) only sets `requested`, and KeyboardInterrupt is raised on leaving if
-    nothing else was; a second Ctrl-C interrupts at once. A no-op outside the main thread, where Python cannot install
-    signal handlers."""
+    """While active, the first Ctrl-C (SIGINT) or SIGTERM (what schedulers and `docker stop` send) only sets
+    `requested`, and `Interrupted` is raised on leaving if nothing else was; a second one stops at once. A no-op outside
+    the main thread, where Python cannot install signal handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.requested: int | None = None  # the signal received
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self._previous)
 
     def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
-            self._previous = signal.signal(signal.SIGINT, self._handle) or signal.default_int_handler
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                if signal.getsignal(sig) != signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
+        self.requested = signum
+        for sig, previous in self._previous.items():  # the next signal acts at once
+            signal.signal(sig, previous)
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        if self.requested and exc_type is None:
-            raise KeyboardInterrupt
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+        if self.requested is not None and exc_type is None:
+            raise Interrupted(self.requested)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped at a signal's request after writing a checkpoint; `signum` says which (SIGINT or SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _check_finite(values: list[float], epoch: int) -> None:

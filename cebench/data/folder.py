@@ -170,6 +170,13 @@ def crop_batch(
 def resize_center_crop(image: torch.Tensor, load_size: int) -> torch.Tensor:
     """uint8 (3, H, W) -> uint8 (3, L, L): short side resized to L (bilinear, antialiased), then the centre L x L."""
     _, height, width = image.shape
+    # A panorama (or a 1 x 100000 strip) would be resized whole first, gigabytes for a row of pixels: keep only its
+    # centre, twice as long as it is short, which holds the square that is kept plus margin for the resize filter.
+    keep_h, keep_w = min(height, 2 * width), min(width, 2 * height)
+    if (keep_h, keep_w) != (height, width):
+        top, left = (height - keep_h) // 2, (width - keep_w) // 2
+        image = image[:, top : top + keep_h, left : left + keep_w]
+        height, width = keep_h, keep_w
     scale = load_size / min(height, width)
     new_h = max(load_size, round(height * scale))
     new_w = max(load_size, round(width * scale))

@@ -32,6 +32,7 @@ class Study:
     inputs: list[Path]
     runs: pd.DataFrame
     trials: pd.DataFrame
+    diverged: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows with a status other than ok: no metrics
     tune_plots: list[Path] = field(default_factory=list)
     tune_tables: list[Path] = field(default_factory=list)
     _per_image: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
@@ -114,6 +115,8 @@ def load(inputs: list[Path]) -> Study:
         first = dup.iloc[0]
         raise UserError(f"run {first['spec']}/{first['run_id']} appears twice ({', '.join(dup['input'].unique())}); "
                         "give each spec once")
+    status = table["status"].fillna("ok") if "status" in table else pd.Series("ok", index=table.index)
+    diverged, table = table[status != "ok"].reset_index(drop=True), table[status == "ok"].reset_index(drop=True)
     is_trial = table["run_id"].astype(str).str.match(TRIAL_ID)
     runs = table[~is_trial].reset_index(drop=True)
     runs["run_dir"] = [str(Path(i) / str(r)) for i, r in zip(runs["input"], runs["run_id"], strict=True)]
@@ -125,7 +128,8 @@ def load(inputs: list[Path]) -> Study:
         if not (run_dir / "per_image.csv").is_file():
             raise UserError(f"{run_dir}: no per_image.csv (needed for paired statistics); "
                             "rerun with `cebench run SPEC --resume`")
-    study = Study(inputs=[Path(p) for p in inputs], runs=runs, trials=table[is_trial].reset_index(drop=True))
+    study = Study(inputs=[Path(p) for p in inputs], runs=runs, trials=table[is_trial].reset_index(drop=True),
+                  diverged=diverged)
     runs["variant"] = [_variant_label(row, study.axes(row["spec"])) for _, row in runs.iterrows()]
     for folder in dict.fromkeys(table["input"]):
         root = Path(folder)

@@ -49,6 +49,9 @@ def report(inputs: list[Path], out: Path | None = None, *, n_boot: int = N_BOOT,
     doc.code(_regenerate(study, out, shipped))
     _copy_specs(study, out)
     _summary(doc, study, ablations, shipped)
+    if len(study.diverged):  # they have no scores: left out of every table and statistic, but never silently
+        doc.p(f"{len(study.diverged)} run(s) diverged and are left out of every table and statistic below: "
+              + "; ".join(f"`{r.run_id}` ({r.reason})" for r in study.diverged.itertuples()) + ".")
     _setup(doc, study)
     if len(agg):
         _comparison(doc, agg, out)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from cebench.config import DataConfig, Frozen, Variant, known_variant_fields
+from cebench.config import NAME_PATTERN, DataConfig, Frozen, Variant, known_variant_fields
 from cebench.errors import UserError, choices
 from cebench.registry import create_variant
 from cebench.spec import read_yaml, validate
@@ -67,7 +67,7 @@ class Range(Frozen):
 class TuneSpec(Frozen):
     """A search: base preset + fixed overrides, data, budget, objective(s) on the validation split, search space."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN, description="folder under the runs root: letters, digits, _ . -")
     description: str = ""
     preset: str = "pathak2016"
     data: DataConfig = Field(default_factory=lambda: DataConfig.model_validate({}))
@@ -77,7 +77,8 @@ class TuneSpec(Frozen):
     timeout: float | str | None = Field(None, description="stop starting trials after this long, e.g. 2h")
     objective: list[str] = Field(default_factory=lambda: ["val_psnr"], min_length=1, description="one or several")
     direction: list[Direction] | None = Field(None, description="one per objective; default: the metric's natural one")
-    pruner: Literal["median", "hyperband", "none"] = Field("median", description="stops poor trials (one objective)")
+    pruner: Literal["median", "hyperband", "none"] | None = Field(
+        None, description="stops poor trials; default median with one objective, none with several")
     startup_trials: int = Field(5, ge=0, description="random trials before TPE models the space and pruning starts")
     storage: str | None = Field(None, description="study storage URL (default sqlite:///runs/<name>/study.db)")
     space: dict[str, Range] = Field(min_length=1)
@@ -157,6 +158,10 @@ class TuneSpec(Frozen):
     def multi(self) -> bool:
         return len(self.objectives) > 1
 
+    @property
+    def pruning(self) -> Literal["median", "hyperband", "none"]:
+        return self.pruner or ("none" if self.multi else "median")
+
     def variant(self, params: dict[str, float]) -> tuple[Variant, dict[str, Any]]:
         """The variant of a trial and every override it applies to the preset (fixed, searched, tied)."""
         overrides = {**self.overrides, **params}
@@ -183,6 +188,9 @@ def load_tune_spec(path: Path) -> TuneSpec:
                 raise UserError(f"{path}: space.{name}.{end}: {str(e).removeprefix(name + ': ')}") from None
     if any(m.startswith("val_") for m in spec.objectives) and spec.data.n_val == 0:
         raise UserError(f"{path}: data.n_val: the objective {spec.objectives[0]} needs a validation split (n_val > 0)")
+    if spec.multi and spec.pruner not in (None, "none"):
+        raise UserError(f"{path}: pruner: {spec.pruner}: Optuna prunes single-objective studies only; with "
+                        f"{len(spec.objectives)} objectives use pruner: none (or leave it out)")
     if spec.pruner == "hyperband" and base.epochs < 2:
         raise UserError(f"{path}: pruner: hyperband needs at least 2 epochs per trial (got {base.epochs})")
     return spec

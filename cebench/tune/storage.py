@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.util
 import os
 import re
 import socket
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -99,19 +101,59 @@ def counted(trial: FrozenTrial) -> bool:
 
 
 def reclaim_dead_workers(study: optuna.Study) -> list[int]:
-    """Fail the running trials of workers on this machine that no longer exist (killed). Returns their numbers."""
-    host = socket.gethostname()
-    reclaimed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    """Fail the running trials whose worker is gone, so that they neither hold the budget nor block a rerun: a process
+    of this machine that no longer exists, or a worker elsewhere silent for five heartbeats (the database's own
+    heartbeats on a server; on a journal file, the `heartbeat` attribute `Heartbeat` refreshes). Returns their numbers.
+    Checked before every budget check, so a study that looks finished because of a dead worker's trial is not."""
+    host, now = socket.gethostname(), time.time()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    stale = []
+    for t in running:
         owner_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if owner_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
-            continue
+        if owner_host == host and pid.isdigit():
+            dead = int(pid) != os.getpid() and not _alive(int(pid))
+        else:
+            beat = t.user_attrs.get("heartbeat")
+            dead = isinstance(study._storage, optuna.storages.JournalStorage) and isinstance(beat, float) and \
+                now - beat > 5 * HEARTBEAT_S
+        if dead:
+            stale.append(t.number)
+    reclaimed = []
+    for number in stale:
         try:
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            reclaimed.append(t.number)
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            reclaimed.append(number)
         except (RuntimeError, ValueError):  # another worker got there first
             pass
-    return reclaimed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # server databases: trials silent past the grace period
+    still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return reclaimed + sorted({t.number for t in running} - still - set(reclaimed))
+
+
+class Heartbeat:
+    """While a trial runs, refresh its `heartbeat` attribute every HEARTBEAT_S from a thread, so workers on other
+    machines sharing a journal file can tell a live trial from a dead one (server databases beat on their own)."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial, self._stop = trial, threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a storage hiccup must not kill the trial; the next beat tries again
+                self.trial.set_user_attr("heartbeat", time.time())
+            if self._stop.wait(HEARTBEAT_S):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def worker_id() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -16,15 +17,19 @@ from rich.progress import Progress
 
 from cebench.checkpoint import write_run_config
 from cebench.config import Variant
+from cebench.data.folder import split_files
 from cebench.errors import UserError
-from cebench.imageio import write_text
+from cebench.imageio import remove_temp_files, write_text
 from cebench.results import RESULTS_CSV, append_rows
-from cebench.run import SplitCache, Splits, make_progress, run_log, score_run
+from cebench.run import TUNE_SPEC, SplitCache, Splits, make_progress, run_log, score_run
+from cebench.spec import RunPlan, check_batches
+from cebench.spec_folder import SPEC_JSON, spec_changes, spec_folder
 from cebench.train import Diverged, fit
 from cebench.tune.outputs import summary_line, trial_line, write_outputs
 from cebench.tune.spec import TuneSpec
 from cebench.tune.storage import (
     FileLock,
+    Heartbeat,
     _journal_path,
     _shown,
     counted,
@@ -42,9 +47,9 @@ def make_sampler(spec: TuneSpec, n_trials_before: int) -> optuna.samplers.BaseSa
 
 
 def make_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
-    if spec.pruner == "none" or spec.multi:  # Optuna prunes single-objective studies only
+    if spec.pruning == "none":
         return optuna.pruners.NopPruner()
-    if spec.pruner == "hyperband":
+    if spec.pruning == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.variant({})[0].epochs)
     return optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=2)  # never after epoch 1
 
@@ -77,11 +82,39 @@ def open_study(spec: TuneSpec, url: str, *, create: bool = True) -> optuna.Study
     if found != spec.directions:
         raise UserError(f"study {spec.name!r} in {_shown(url)} optimises {found}, the spec says {spec.directions}; "
                         "rename the spec or use another --storage")
+    if create:
+        check_same_search(study, spec, url)
     return study
+
+
+# A tune spec's fields that may change between runs of one study: its budget and where it is stored.
+_BUDGET_FIELDS = {"trials", "timeout", "storage", "description"}
+
+
+def check_same_search(study: optuna.Study, spec: TuneSpec, url: str) -> None:
+    """Trials of one study must be comparable: the search is stored with the study (so every worker, on any machine,
+    checks against the same one) and a spec that changed it is refused, naming the fields."""
+    search = spec.model_dump(mode="json", exclude=_BUDGET_FIELDS)
+    saved = study.user_attrs.get("search")
+    if saved is None:
+        study.set_user_attr("search", search)
+        return
+    changes = spec_changes(saved, search)
+    if changes:
+        raise UserError(f"study {spec.name!r} in {_shown(url)} was run with other settings ({'; '.join(changes)}); "
+                        "its trials would not compare: give the spec a new name or use another --storage")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Objective
+
+
+class TrialCrashed(RuntimeError):
+    """A trial failed with an error other than divergence; recorded with the reason, and the study goes on."""
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
 
 
 class Objective:
@@ -99,16 +132,22 @@ class Objective:
         params = {k: trial.suggest_float(k, r.low, r.high, log=r.log) for k, r in self.spec.space.items()}
         variant, overrides = self.spec.variant(params)
         trial.set_user_attr("overrides", overrides)
+        beating = isinstance(trial.study._storage, optuna.storages.JournalStorage)
         try:
-            return self._train(trial, variant)
+            with Heartbeat(trial) if beating else contextlib.nullcontext():
+                return self._train(trial, variant)
         except Diverged as e:
             trial.set_user_attr("fail_reason", str(e))
             raise
         except optuna.TrialPruned:
             raise
-        except BaseException as e:  # Ctrl-C or a crash: failed, not counted in the budget
+        except (UserError, OSError, KeyboardInterrupt) as e:  # the worker's problem, not the trial's: not counted
             trial.set_user_attr("interrupted", f"{type(e).__name__}: {e}"[:300])
             raise
+        except Exception as e:  # this trial's settings broke training (out of memory, say): failed and counted
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {_first_line(e)}"[:300])
+            raise TrialCrashed(f"{type(e).__name__}: {_first_line(e)}") from e
+
 
     def _train(self, trial: optuna.Trial, variant: Variant) -> float | list[float]:
         spec, run_id = self.spec, f"trial{trial.number}"
@@ -161,11 +200,13 @@ def run_tune(
     table, the plots and (several objectives) the Pareto front. Returns the study."""
     console = console or Console(stderr=True)
     budget, timeout_s = trials or spec.trials, timeout_s or spec.timeout_s
-    study_dir = out_root / spec.name
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study_dir = spec_folder(out_root, spec.name)
+    if (study_dir / SPEC_JSON).is_file():
+        raise UserError(f"{study_dir} holds the runs of the spec {spec.name!r}; give the tune spec another name")
+    check_batches([RunPlan("every trial", spec.variant({})[0], spec.seed, {})], _n_train(spec), "the tune spec's data")
     url = storage or spec.storage or default_storage(study_dir)
     study = open_study(spec, url)
-    write_text(study_dir / "tune_spec.json", spec.model_dump_json(indent=2))
+    write_text(study_dir / TUNE_SPEC, spec.model_dump_json(indent=2))
     splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
     deadline = time.monotonic() + timeout_s if timeout_s else None
     console.print(f"study {spec.name!r} in {escape(_shown(url))}: budget {budget} trials, objective "
@@ -189,6 +230,7 @@ def run_tune(
             with ask_lock:
                 for number in reclaim_dead_workers(study):
                     progress.console.print(f"trial {number}: its worker is gone (killed?); marked failed, not counted")
+                    remove_temp_files(study_dir / f"trial{number}")  # what it was writing when it died
                 all_trials = study.get_trials(deepcopy=False)
                 status()
                 if sum(counted(t) for t in all_trials) >= budget:
@@ -197,7 +239,7 @@ def run_tune(
                     progress.console.print(f"timeout reached; run again to continue up to {budget} trials")
                     break
                 study.sampler = make_sampler(spec, len(all_trials))
-                study.optimize(objective, n_trials=1, catch=(Diverged,),
+                study.optimize(objective, n_trials=1, catch=(Diverged, TrialCrashed),
                                callbacks=[lambda s, t: progress.console.print(trial_line(spec, s, t))])
             ran += 1
             for task in progress.tasks:  # a pruned or failed trial leaves its epoch bar behind
@@ -208,3 +250,9 @@ def run_tune(
     write_outputs(study, spec, study_dir, console)
     return study
 
+
+
+def _n_train(spec: TuneSpec) -> int:
+    if spec.data.name == "folder" and spec.data.path is not None:
+        return len(split_files(spec.data.path, spec.data.n_val, spec.data.n_test, spec.data.n_train)["train"])
+    return spec.data.n_train or 0
