@@ -521,3 +521,36 @@ def test_cuda_matches_cpu() -> None:
     for key, value in cpu.items():
         assert gpu[key].device.type == "cuda"
         assert torch.allclose(gpu[key].cpu(), value, rtol=1e-9, atol=1e-9), key
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Cases found by mutation testing (`nox -s mutation -- cebench/metrics.py`)
+
+
+def test_region_hole_shared_off_centre_rectangle_equals_its_crop() -> None:
+    """A rectangle shared by the batch but neither square nor centred: rows and columns of the crop must not mix."""
+    gts, preds = CASES["photos"]
+    region = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    rows, cols = slice(3, 40), slice(17, 62)
+    region[..., rows, cols] = True
+    got = M.score_batch(to_tensor(preds), to_tensor(gts), region)
+    for i, (g, p) in enumerate(zip(gts, preds, strict=True)):
+        for name, value in ref_all(g[rows, cols], p[rows, cols]).items():
+            assert deviation(got[name][i], value) <= TOL, name
+
+
+def test_summarize_is_float64_and_handles_two_and_no_values() -> None:
+    values = torch.rand(10_001, generator=torch.Generator().manual_seed(0))  # float32 scores
+    out = M.summarize({"psnr": values, "two": torch.tensor([1.0, 4.0]), "none": torch.tensor([math.nan, math.nan])})
+    reference = values.double().numpy()
+    assert out["psnr_mean"] == pytest.approx(float(reference.mean()), rel=1e-12)  # a float32 mean is ~1e-8 off
+    assert out["psnr_std"] == pytest.approx(float(reference.std(ddof=1)), rel=1e-12)
+    assert out["two_std"] == pytest.approx(float(np.std([1.0, 4.0], ddof=1)))
+    assert math.isnan(out["none_mean"]) and math.isnan(out["none_std"])
+
+
+def test_composite_keeps_the_prediction_dtype() -> None:
+    pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    region = make_masks("center", 1, 8, overlap=1).region
+    assert M.composite(pred, target, region).dtype == torch.float32
+    assert M.composite(pred[:, :1], target, region).dtype == torch.float32
