@@ -69,6 +69,24 @@ def test_per_image_significance_alone_is_not_significant(disagree: Ablation) -> 
     assert disagree.bold == set()
 
 
+def test_seed_significance_alone_is_not_significant(tmp_path: Path) -> None:
+    """The rule's first half: every seed agrees on a small gain, but the images scatter around it (the per-image CI
+    spans 0), so nothing is significant."""
+    scatter = np.random.default_rng(12).normal(0.0, 1.0, N_IMAGES)
+    scatter -= scatter.mean()
+
+    def seed_only(point: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+        gain = 0.05 + 0.002 * seed if point["loss"] == "joint" else 0.0
+        return scores_from_psnr(BASE + gain + (scatter if point["loss"] == "joint" else 0.0))
+
+    study, table = study_of(tmp_path, "seed", {"loss": ["l2", "joint"]}, seed_only)
+    ab = ablation(study, table, "seed", "loss")
+    psnr = next(p for p in ab.pairs if p.metric == "psnr")
+    assert psnr.seed_lo > 0 and psnr.boot_lo < 0 < psnr.boot_hi  # what the fixture is built to show
+    assert psnr.sign == 0 and psnr.per_image_sign == 0 and psnr.winner is None
+    assert ab.bold == set()
+
+
 def test_wilcoxon_is_two_sided_on_mixed_signs(disagree: Ablation) -> None:
     """Mixed-sign differences: p is not the 2 / 2^n floor every all-positive vector gets, and one-sided is half of it."""
     d = np.mean([BASE + SEED_EFFECT[s] + IMAGE_EFFECT for s in SEEDS], axis=0) - BASE
