@@ -64,7 +64,7 @@ def test_state_loads_with_weights_only(tmp_path: Path) -> None:
 
 def test_run_config_round_trip(tmp_path: Path) -> None:
     variant = create_variant("pathak2016_l2", **TINY, channels="gray")
-    data = DataConfig(n_train=64, n_val=16, n_test=8, seed=4)
+    data = DataConfig(name="folder", path=tmp_path / "images", n_train=64, n_val=16, n_test=8)  # a Path field
     (tmp_path / WEIGHTS).write_bytes(b"")  # read_run_config asks for both files of a trained run
     write_run_config(tmp_path, variant, data, seed=7)
     assert read_run_config(tmp_path) == (variant, data, 7)

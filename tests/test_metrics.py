@@ -554,3 +554,23 @@ def test_composite_keeps_the_prediction_dtype() -> None:
     region = make_masks("center", 1, 8, overlap=1).region
     assert M.composite(pred, target, region).dtype == torch.float32
     assert M.composite(pred[:, :1], target, region).dtype == torch.float32
+
+
+def test_masked_metrics_on_non_square_images() -> None:
+    """A mask on a 40x56 image: the border crop of the SSIM and Sobel maps must use each side's own length."""
+    gts, preds = smooth_images(2, 56, 3, seed=9), degrade(smooth_images(2, 56, 3, seed=9), seed=10)
+    gts, preds = [g[8:48] for g in gts], [p[8:48] for p in preds]
+    mask = random_masks(2, 56, seed=11)[..., 8:48, :]
+    got = M.all_metrics(to_tensor(preds), to_tensor(gts), mask)
+    for i, (g, p) in enumerate(zip(gts, preds, strict=True)):
+        m = mask[i, 0].numpy()
+        mse = float(np.mean((p - g)[m] ** 2))
+        expected = {
+            "l1": float(np.mean(np.abs(p - g)[m])) * 100,
+            "l2": mse * 100,
+            "psnr": 10 * math.log10(1 / mse),
+            "ssim": float(ref_ssim_map(g, p)[m[5:-5, 5:-5]].mean()),
+            "sharpness": ref_sharpness(g, p, m),
+        }
+        for name, value in expected.items():
+            assert deviation(got[name][i], value) <= TOL, name
