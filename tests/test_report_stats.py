@@ -148,6 +148,27 @@ def test_three_levels_bold_the_level_that_beats_every_other(top: float, bold: bo
     assert {(level, m) for _, level, m in ab.bold} == ({("32", m) for m in ("l1", "l2", "psnr", "ssim")} if bold else set())
 
 
+def test_channels_axis_compares_gray_with_the_luma_of_rgb(tmp_path: Path) -> None:
+    def colour(point: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+        if point["channels"] == "gray":
+            return scores_from_psnr(BASE + seed_noise(seed) + 2.0)
+        return scores_from_psnr(BASE + seed_noise(seed) + 9.0, luma=BASE + seed_noise(seed))  # RGB 9 dB, luma 0
+
+    study, table = study_of(tmp_path, "col", {"channels": ["rgb", "gray"]}, colour)
+    ab = ablation(study, table, "col", "channels")
+    psnr = next(p for p in ab.pairs if p.metric == "psnr")
+    assert ab.luma and (psnr.a, psnr.b) == ("rgb", "gray")
+    assert psnr.diff == pytest.approx(2.0, rel=1e-12)  # gray - luma(rgb), not gray - rgb (-7)
+    assert ("-", "gray", "psnr") in ab.bold
+    other = ablation(*study_of(tmp_path / "w", "w", {"width": [8, 16]}, effect_by_width), "w", "width")
+    assert not other.luma and next(p for p in other.pairs if p.metric == "psnr").diff == pytest.approx(1.0, rel=1e-9)
+
+
+def effect_by_width(point: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+    """Colour runs on another axis: compared in RGB (1 dB apart), not in luma (equal)."""
+    return scores_from_psnr(BASE + seed_noise(seed) + (1.0 if point["width"] == 16 else 0.0), luma=BASE.copy())
+
+
 def test_t_interval_matches_scipy() -> None:
     values = np.array([1.0, 2.5, 2.0, 4.0])
     lo, hi = stats.t.interval(0.9, 3, loc=values.mean(), scale=stats.sem(values))
