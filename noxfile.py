@@ -66,7 +66,7 @@ MUTATION: dict[str, list[str]] = {
     "cebench/metrics.py": ["tests/test_metrics.py"],
     "cebench/report/stats.py": ["tests/test_report_stats.py"],
     "cebench/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_atomic.py", "tests/test_resume.py"],
-    "cebench/imageio.py": ["tests/test_atomic.py"],
+    "cebench/imageio.py": ["tests/test_imageio.py", "tests/test_atomic.py"],
     "cebench/train.py": ["tests/test_resume.py", "tests/test_train.py::test_ctrl_c_mid_epoch_keeps_every_finished_step"],
 }
 RESUME_PATH = r"resume|load_state|state\[|start_epoch|start_step|first_step|train_time_s|images_seen|epoch_s|checkpoint\("
