@@ -99,9 +99,9 @@ def mutation(session: nox.Session) -> None:
         (work / "pyproject.toml").write_text(Path("pyproject.toml").read_text() + f"\n[tool.mutmut]\n{table}\n")
         with session.chdir(work):
             before = _mutmut_status(session) if Path("mutants").is_dir() else {}
-            session.run("nice", "-n", "10", "mutmut", "run", "--max-children", "2", external=True)
             if again := [name for name, s in before.items() if s == "survived"]:  # the tests may have changed since
                 session.run("nice", "-n", "10", "mutmut", "run", "--max-children", "2", *again, external=True)
+            session.run("nice", "-n", "10", "mutmut", "run", "--max-children", "2", external=True)
             status = _mutmut_status(session)
             survivors = {name: _mutation(name, str(session.run("mutmut", "show", name, silent=True)))
                          for name, s in status.items() if s == "survived"}
