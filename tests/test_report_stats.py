@@ -169,6 +169,25 @@ def effect_by_width(point: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     return scores_from_psnr(BASE + seed_noise(seed) + (1.0 if point["width"] == 16 else 0.0), luma=BASE.copy())
 
 
+def test_aggregate_with_two_seeds_one_seed_and_a_metric_never_scored(tmp_path: Path) -> None:
+    def unscored_ssim(point: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+        out = scores_from_psnr(BASE + seed_noise(seed) + point["width"] / 8)
+        return out | {"ssim": np.full(N_IMAGES, np.nan)}  # e.g. an SSIM window larger than every hole
+
+    study = load([write_spec(tmp_path, "two", {"width": [8, 16]}, [0, 1], unscored_ssim)])
+    table = aggregate(study)
+    assert list(table["variant"]) == ["width=8", "width=16"] and list(table["spec"]) == ["two", "two"]
+    row = table.iloc[1]
+    values = study.runs.loc[study.runs["variant"] == "width=16", "psnr_mean"].to_numpy()
+    assert (row["psnr"], row["psnr_sd"]) == pytest.approx((values.mean(), values.std(ddof=1)), rel=1e-12)
+    assert np.isnan(row["ssim"]) and np.isnan(row["ssim_sd"]) and np.isnan(row["ssim_lo"])
+    assert row["run_id"] == "width=16-seed0" and row["seeds"] == [0, 1] and row["n_seeds"] == 2
+
+    one = aggregate(load([write_spec(tmp_path, "one", {"width": [8]}, [3], unscored_ssim)])).iloc[0]
+    assert one["n_seeds"] == 1 and one["psnr"] == pytest.approx(float(np.mean(BASE + seed_noise(3) + 1)), rel=1e-12)
+    assert np.isnan(one["psnr_sd"]) and np.isnan(one["psnr_lo"]) and np.isnan(one["psnr_hi"])
+
+
 def test_t_interval_matches_scipy() -> None:
     values = np.array([1.0, 2.5, 2.0, 4.0])
     lo, hi = stats.t.interval(0.9, 3, loc=values.mean(), scale=stats.sem(values))
