@@ -13,8 +13,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from cebench.errors import UserError
 from cebench.report.load import Study, load
-from cebench.report.stats import METRICS, Ablation, ablation, aggregate, bootstrap_ci, t_interval, wilcoxon_p
+from cebench.report.stats import (
+    METRICS,
+    Ablation,
+    ablation,
+    aggregate,
+    bootstrap_ci,
+    seed_averaged,
+    t_interval,
+    wilcoxon_p,
+)
 from cebench.report.tables import verdict
 from tests.test_report import BASE, JITTER, N_IMAGES, effect, scores_from_psnr, seed_noise, write_spec
 
@@ -186,6 +196,22 @@ def test_aggregate_with_two_seeds_one_seed_and_a_metric_never_scored(tmp_path: P
     one = aggregate(load([write_spec(tmp_path, "one", {"width": [8]}, [3], unscored_ssim)])).iloc[0]
     assert one["n_seeds"] == 1 and one["psnr"] == pytest.approx(float(np.mean(BASE + seed_noise(3) + 1)), rel=1e-12)
     assert np.isnan(one["psnr_sd"]) and np.isnan(one["psnr_lo"]) and np.isnan(one["psnr_hi"])
+
+
+def test_seed_averaged_means_the_seeds_and_refuses_mismatched_runs(tmp_path: Path) -> None:
+    spec_dir = write_spec(tmp_path, "s", {"loss": ["l2", "joint"]}, [0, 1], effect)
+    study = load([spec_dir])
+    dirs = list(study.runs.loc[study.runs["axis_loss"] == "joint", "run_dir"])
+    per_run = [pd.read_csv(Path(d) / "per_image.csv")["psnr"].to_numpy() for d in dirs]
+    got = seed_averaged(study, dirs, "psnr")
+    assert list(got.index) == list(range(N_IMAGES)) and got.to_numpy() == pytest.approx(np.mean(per_run, axis=0))
+    assert seed_averaged(study, dirs[:1], "psnr").to_numpy() == pytest.approx(per_run[0], rel=1e-15)
+    with pytest.raises(UserError, match=r"per_image.csv: no column 'luma_psnr'"):
+        seed_averaged(study, dirs, "luma_psnr")
+    table = pd.read_csv(Path(dirs[1]) / "per_image.csv")
+    table.iloc[:-1].to_csv(Path(dirs[1]) / "per_image.csv", index=False)  # the second seed scored one image fewer
+    with pytest.raises(UserError, match="seed0 and the other seeds of its variant scored different test images"):
+        seed_averaged(load([spec_dir]), dirs, "psnr")
 
 
 def test_t_interval_matches_scipy() -> None:
