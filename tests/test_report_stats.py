@@ -158,17 +158,19 @@ def test_three_levels_bold_the_level_that_beats_every_other(top: float, bold: bo
     assert {(level, m) for _, level, m in ab.bold} == ({("32", m) for m in ("l1", "l2", "psnr", "ssim")} if bold else set())
 
 
-def test_channels_axis_compares_gray_with_the_luma_of_rgb(tmp_path: Path) -> None:
+@pytest.mark.parametrize("levels", [["rgb", "gray"], ["gray", "rgb"]])
+def test_channels_axis_compares_gray_with_the_luma_of_rgb(levels: list[str], tmp_path: Path) -> None:
     def colour(point: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
         if point["channels"] == "gray":
             return scores_from_psnr(BASE + seed_noise(seed) + 2.0)
         return scores_from_psnr(BASE + seed_noise(seed) + 9.0, luma=BASE + seed_noise(seed))  # RGB 9 dB, luma 0
 
-    study, table = study_of(tmp_path, "col", {"channels": ["rgb", "gray"]}, colour)
+    study, table = study_of(tmp_path, "col", {"channels": levels}, colour)
     ab = ablation(study, table, "col", "channels")
     psnr = next(p for p in ab.pairs if p.metric == "psnr")
-    assert ab.luma and (psnr.a, psnr.b) == ("rgb", "gray")
-    assert psnr.diff == pytest.approx(2.0, rel=1e-12)  # gray - luma(rgb), not gray - rgb (-7)
+    assert ab.luma and [psnr.a, psnr.b] == levels
+    sign = 1 if levels[1] == "gray" else -1
+    assert psnr.diff == pytest.approx(sign * 2.0, rel=1e-12)  # gray - luma(rgb), not gray - rgb (-7)
     assert ("-", "gray", "psnr") in ab.bold
     other = ablation(*study_of(tmp_path / "w", "w", {"width": [8, 16]}, effect_by_width), "w", "width")
     assert not other.luma and next(p for p in other.pairs if p.metric == "psnr").diff == pytest.approx(1.0, rel=1e-9)
