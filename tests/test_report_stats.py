@@ -195,6 +195,9 @@ def test_aggregate_with_two_seeds_one_seed_and_a_metric_never_scored(tmp_path: P
     assert np.isnan(row["ssim"]) and np.isnan(row["ssim_sd"]) and np.isnan(row["ssim_lo"])
     assert row["run_id"] == "width=16-seed0" and row["seeds"] == [0, 1] and row["n_seeds"] == 2
 
+    ssim = next(p for p in ablation(study, table, "two", "width").pairs if p.metric == "ssim")
+    assert ssim.n_images == 0 and np.isnan(ssim.diff) and np.isnan(ssim.boot_lo) and ssim.sign == 0
+
     one = aggregate(load([write_spec(tmp_path, "one", {"width": [8]}, [3], unscored_ssim)])).iloc[0]
     assert one["n_seeds"] == 1 and one["psnr"] == pytest.approx(float(np.mean(BASE + seed_noise(3) + 1)), rel=1e-12)
     assert np.isnan(one["psnr_sd"]) and np.isnan(one["psnr_lo"]) and np.isnan(one["psnr_hi"])
@@ -214,6 +217,17 @@ def test_seed_averaged_means_the_seeds_and_refuses_mismatched_runs(tmp_path: Pat
     table.iloc[:-1].to_csv(Path(dirs[1]) / "per_image.csv", index=False)  # the second seed scored one image fewer
     with pytest.raises(UserError, match="seed0 and the other seeds of its variant scored different test images"):
         seed_averaged(load([spec_dir]), dirs, "psnr")
+
+
+def test_paired_refuses_levels_scored_on_different_images(tmp_path: Path) -> None:
+    spec_dir = write_spec(tmp_path, "s", {"loss": ["l2", "joint"]}, [0, 1], effect)
+    for seed in (0, 1):  # both seeds of one level scored one image fewer: consistent within the level, not across
+        path = spec_dir / f"loss=joint-seed{seed}" / "per_image.csv"
+        pd.read_csv(path).iloc[:-1].to_csv(path, index=False)
+    study = load([spec_dir])
+    with pytest.raises(UserError, match=r"loss=l2-seed0 and .*loss=joint-seed0 were scored on different test images; "
+                                        r"paired statistics need runs of one spec"):
+        ablation(study, aggregate(study), "s", "loss")
 
 
 def test_t_interval_matches_scipy() -> None:
