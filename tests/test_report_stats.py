@@ -126,6 +126,9 @@ def test_paired_and_aggregate_match_scipy(effect_study: tuple[Study, pd.DataFram
     lo, hi = stats.t.interval(0.95, len(seed_d) - 1, loc=seed_d.mean(), scale=stats.sem(seed_d))
     assert (p.seed_lo, p.seed_hi) == pytest.approx((lo, hi), rel=1e-9)
     assert p.sign == 1 and p.winner == "joint"
+    again = next(q for q in ablation(study, table, "syn", "loss").pairs if q.metric == "psnr")
+    reseeded = next(q for q in ablation(study, table, "syn", "loss", seed=1).pairs if q.metric == "psnr")
+    assert (again.boot_lo, again.boot_hi) == (p.boot_lo, p.boot_hi) != (reseeded.boot_lo, reseeded.boot_hi)
     # Lower is better for L1 and L2: joint wins those too, with the opposite sign; sharpness has no better direction.
     by_metric = {q.metric: q for q in ab.pairs}
     assert [by_metric[m].sign for m in METRICS] == [-1, -1, 1, 1, 1]
