@@ -96,9 +96,16 @@ def test_fast_path_trains_like_the_plain_path_and_resumes(tmp_path: Path) -> Non
     assert load_state(tmp_path / "fast" / STATE)["epoch"] == 3 and len(fast.history) == 3
     # The compiled module shares its parameters with the saved one: the checkpoint holds the trained weights.
     assert all(p.dtype == torch.float32 for p in fast.generator.parameters())
+    # Resumed, the fast path gives what it gives uninterrupted, to the bit (same compiled kernels, restored RNG state).
+    whole = fit(variant, train, val, seed=0, run_dir=tmp_path / "whole", fast=True)
+    assert [r["loss_rec"] for r in fast.history] == [r["loss_rec"] for r in whole.history]
+    weights, again = whole.generator.state_dict(), fast.generator.state_dict()
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    # bf16 rounding, same seed and data: close, not identical. Measured relative differences from plain fp32 after 3
+    # epochs: loss_rec 6e-5, val_psnr 7e-7, val_ssim 1.6e-4; 2e-3 leaves 10x for other CPUs' bf16 kernels.
     for key in ("loss_rec", "val_psnr", "val_ssim"):
         a, b = plain.history[-1][key], fast.history[-1][key]
-        assert b == pytest.approx(a, rel=0.01), key  # bf16 rounding, same seed and data: close (~1e-4), not identical
+        assert b == pytest.approx(a, rel=2e-3), key
     assert fast.history[-1]["loss_rec"] < 0.95 * fast.history[0]["loss_rec"]  # and it learns
     # Ablations compile one set of graphs per variant in one process: dynamo's default limit (8) would fall back to eager.
     assert torch._dynamo.config.recompile_limit >= 64

@@ -43,3 +43,10 @@ def test_fills() -> None:
     assert torch.isclose(gray[0, 0, 2, 2], to_luma(torch.tensor(MEAN_RGB).view(1, 3, 1, 1))[0, 0, 0, 0])
     with pytest.raises(ValueError):
         fill_holes(img, hole, "blue")
+
+
+def test_luma_is_bt601() -> None:
+    """Gray variants train on, and are scored against, ITU-R BT.601 luma: Y' = 0.299 R' + 0.587 G' + 0.114 B'."""
+    primaries = torch.eye(3, dtype=torch.float64).view(3, 3, 1, 1)  # pure red, green, blue
+    assert to_luma(primaries).flatten().tolist() == pytest.approx([0.299, 0.587, 0.114], abs=1e-15)
+    assert float(to_luma(torch.ones(1, 3, 1, 1, dtype=torch.float64))) == pytest.approx(1.0, abs=1e-15)

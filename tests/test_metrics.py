@@ -13,8 +13,10 @@ from skimage import data, filters, transform
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from cebench import metrics as M
-from cebench.masks import LUMA, make_masks
+from cebench.masks import make_masks
 
+# ITU-R BT.601 luma, written out from the standard (Y' = 0.299 R' + 0.587 G' + 0.114 B'), not read from cebench.
+BT601 = np.array([0.299, 0.587, 0.114])
 # Everything is computed in float64, so the agreement is far tighter than the 1e-4 (SSIM) / 1e-5 (others) required.
 TOL = 1e-9
 
@@ -71,7 +73,7 @@ def ref_all(gt: Array, pred: Array) -> dict[str, float]:
 
 def luma(image: Array) -> Array:
     """(H, W, 3) -> (H, W, 1) with BT.601 weights."""
-    return (image @ np.array(LUMA))[..., None]
+    return (image @ BT601)[..., None]
 
 
 def to_tensor(images: list[Array]) -> torch.Tensor:
@@ -478,7 +480,7 @@ def test_composite() -> None:
     assert torch.equal(out[..., :2, :], target[..., :2, :])
     gray = M.composite(pred[:, :1], target, region)
     assert gray.shape == (2, 1, 8, 8)
-    expected = (target * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    expected = (target.double() * torch.from_numpy(BT601).view(1, 3, 1, 1)).sum(1, keepdim=True).float()
     assert torch.allclose(gray[..., 0, :], expected[..., 0, :])
 
 
@@ -519,3 +521,56 @@ def test_cuda_matches_cpu() -> None:
     for key, value in cpu.items():
         assert gpu[key].device.type == "cuda"
         assert torch.allclose(gpu[key].cpu(), value, rtol=1e-9, atol=1e-9), key
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Cases found by mutation testing (`nox -s mutation -- cebench/metrics.py`)
+
+
+def test_region_hole_shared_off_centre_rectangle_equals_its_crop() -> None:
+    """A rectangle shared by the batch but neither square nor centred: rows and columns of the crop must not mix."""
+    gts, preds = CASES["photos"]
+    region = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    rows, cols = slice(3, 40), slice(17, 62)
+    region[..., rows, cols] = True
+    got = M.score_batch(to_tensor(preds), to_tensor(gts), region)
+    for i, (g, p) in enumerate(zip(gts, preds, strict=True)):
+        for name, value in ref_all(g[rows, cols], p[rows, cols]).items():
+            assert deviation(got[name][i], value) <= TOL, name
+
+
+def test_summarize_is_float64_and_handles_two_and_no_values() -> None:
+    values = torch.rand(10_001, generator=torch.Generator().manual_seed(0))  # float32 scores
+    out = M.summarize({"psnr": values, "two": torch.tensor([1.0, 4.0]), "none": torch.tensor([math.nan, math.nan])})
+    reference = values.double().numpy()
+    assert out["psnr_mean"] == pytest.approx(float(reference.mean()), rel=1e-12)  # a float32 mean is ~1e-8 off
+    assert out["psnr_std"] == pytest.approx(float(reference.std(ddof=1)), rel=1e-12)
+    assert out["two_std"] == pytest.approx(float(np.std([1.0, 4.0], ddof=1)))
+    assert math.isnan(out["none_mean"]) and math.isnan(out["none_std"])
+
+
+def test_composite_keeps_the_prediction_dtype() -> None:
+    pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    region = make_masks("center", 1, 8, overlap=1).region
+    assert M.composite(pred, target, region).dtype == torch.float32
+    assert M.composite(pred[:, :1], target, region).dtype == torch.float32
+
+
+def test_masked_metrics_on_non_square_images() -> None:
+    """A mask on a 40x56 image: the border crop of the SSIM and Sobel maps must use each side's own length."""
+    gts, preds = smooth_images(2, 56, 3, seed=9), degrade(smooth_images(2, 56, 3, seed=9), seed=10)
+    gts, preds = [g[8:48] for g in gts], [p[8:48] for p in preds]
+    mask = random_masks(2, 56, seed=11)[..., 8:48, :]
+    got = M.all_metrics(to_tensor(preds), to_tensor(gts), mask)
+    for i, (g, p) in enumerate(zip(gts, preds, strict=True)):
+        m = mask[i, 0].numpy()
+        mse = float(np.mean((p - g)[m] ** 2))
+        expected = {
+            "l1": float(np.mean(np.abs(p - g)[m])) * 100,
+            "l2": mse * 100,
+            "psnr": 10 * math.log10(1 / mse),
+            "ssim": float(ref_ssim_map(g, p)[m[5:-5, 5:-5]].mean()),
+            "sharpness": ref_sharpness(g, p, m),
+        }
+        for name, value in expected.items():
+            assert deviation(got[name][i], value) <= TOL, name

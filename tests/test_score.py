@@ -16,7 +16,7 @@ from skimage import data, filters, transform
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from cebench.errors import UserError
-from cebench.masks import LUMA, make_masks
+from cebench.masks import make_masks
 from cebench.metrics import METRICS
 from cebench.score import center_region, print_summary, score_dirs
 
@@ -35,7 +35,7 @@ def load(path: Path) -> Array:
 
 
 def luma(image: Array) -> Array:
-    return (image @ np.array(LUMA))[..., None]
+    return (image @ np.array([0.299, 0.587, 0.114]))[..., None]  # ITU-R BT.601, from the standard
 
 
 def gradient(image: Array) -> Array:
