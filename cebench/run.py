@@ -94,6 +94,10 @@ def run_spec(
                 progress.console.print(f"{plan.run_id}: hole PSNR {row['psnr_mean']:.2f} dB, "
                                        f"L1 {row['l1_mean']:.2f}%, SSIM {row['ssim_mean']:.3f}")
             progress.advance(overall)
+    if spec.probe is not None:  # the spec asks what the encoders learned: `cebench probe` on the finished runs
+        from cebench.probe import probe_runs
+
+        probe_runs(spec_dir, spec.probe, device, console=console)
     return table if len(table) else pd.read_csv(spec_dir / RESULTS_CSV)
 
 

@@ -79,6 +79,8 @@ def expand(spec: Spec, source: Path | None = None) -> list[RunPlan]:
     plans = []
     for values in itertools.product(*(spec.axes[k] for k in keys)):
         point = dict(zip(keys, values, strict=True))
+        if any(all({**fixed, **point}.get(k) == v for k, v in entry.items()) for entry in spec.exclude):
+            continue
         try:
             variant = create_variant(spec.preset, **{**fixed, **point})
         except UserError as e:
