@@ -75,7 +75,7 @@ def compare(lv: pd.DataFrame, preds: pd.DataFrame, n_boot: int = N_BOOT) -> list
             by_seed_b = {s: per_run[r].mean() for s, r in zip(b["seeds"], b["run_ids"], strict=True)}
             common = sorted(set(by_seed_a) & set(by_seed_b))
             seed_lo, seed_hi = t_interval(np.array([by_seed_b[s] - by_seed_a[s] for s in common]))
-            out.append(Paired(spec, "grid point", f"{task}, {kind} {layer}", a["variant"], b["variant"], "accuracy",
+            out.append(Paired(str(spec), "grid point", f"{task}, {kind} {layer}", a["variant"], b["variant"], "accuracy",
                               len(d), float(d.mean()), lo, hi, wilcoxon_p(d), len(common), seed_lo, seed_hi))
     return out
 
