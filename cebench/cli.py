@@ -66,7 +66,7 @@ def list_cmd() -> None:
     comps.add_column("field", no_wrap=True)
     comps.add_column("choices")
     comps.add_row("bottleneck", ", ".join(BOTTLENECKS))
-    for field in ("channels", "loss", "discriminator", "mask", "fill"):
+    for field in ("channels", "loss", "discriminator", "mask", "fill", "pretext"):
         from cebench.config import Variant
 
         comps.add_row(field, ", ".join(Variant.model_fields[field].annotation.__args__))  # type: ignore[union-attr]
