@@ -64,7 +64,14 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 def load_spec(path: Path) -> Spec:
     spec: Spec = validate(Spec, read_yaml(path), path)
-    expand(spec, source=path)  # fail now, before any training, if a grid point is invalid
+    plans = expand(spec, source=path)  # fail now, before any training, if a grid point is invalid
+    if spec.probe is not None:  # and if the probe names a task or layer that does not exist
+        from cebench.probe.runs import check_probe
+
+        try:
+            check_probe(spec.probe, [(p.variant, spec.data) for p in plans])
+        except UserError as e:
+            raise UserError(f"{path}: {e}") from None
     return spec
 
 

@@ -254,3 +254,10 @@ def test_report_has_a_features_section(probed: Path, tmp_path: Path) -> None:
     assert len(paired) == 2 * 2  # inpaint vs none, per task, per probe kind
     spec = json.loads((probed / "spec.json").read_text())
     assert spec["probe"]["n_test"] == 64
+
+
+def test_a_spec_with_a_bad_probe_task_fails_before_training(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(SPEC.replace("probe: {", "probe: {tasks: [ridges, clouds], "))
+    result = runner.invoke(app, ["run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "probe task 'clouds' does not exist" in result.output
+    assert not (tmp_path / "runs").exists()

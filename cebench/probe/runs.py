@@ -72,6 +72,14 @@ def spec_probe_config(spec_dir: Path) -> ProbeConfig | None:
     return ProbeConfig.model_validate(section) if section else None
 
 
+def check_probe(cfg: ProbeConfig, runs: list[tuple[Variant, DataConfig]]) -> None:
+    """Every task and layer name against what each run's data and encoder have: bad names stop before any work."""
+    for variant, data in runs:
+        pdata = probe_data(cfg, data)
+        check_tasks(pdata, cfg.tasks or default_tasks(pdata))
+        check_layers(Task(variant).build_generator().encoder, cfg.layers or [])
+
+
 def probe_data(cfg: ProbeConfig, run_data: DataConfig) -> DataConfig:
     """The labelled data: the probe's own, else the run's; its split sizes are the probe's."""
     base = cfg.data or run_data
@@ -98,10 +106,7 @@ def probe_runs(path: Path, cfg: ProbeConfig, device: torch.device, *, console: C
     console = console or Console(stderr=True)
     spec_dir, runs = find_runs(path)
     configs = {run: read_run_config(run) for run in runs}
-    for variant, data, _ in configs.values():  # every bad name stops here, before any work
-        pdata = probe_data(cfg, data)
-        check_tasks(pdata, cfg.tasks or default_tasks(pdata))
-        check_layers(Task(variant).build_generator().encoder, cfg.layers or [])
+    check_probe(cfg, [(variant, data) for variant, data, _ in configs.values()])
     table, predictions = _read(spec_dir)
     settings = cfg.model_dump_json()
     splits = SplitCache(device)
