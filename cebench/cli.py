@@ -90,7 +90,7 @@ def list_cmd() -> None:
     comps.add_column("field", no_wrap=True)
     comps.add_column("choices")
     comps.add_row("bottleneck", ", ".join(BOTTLENECKS))
-    for field in ("channels", "loss", "discriminator", "mask", "fill"):
+    for field in ("channels", "loss", "discriminator", "mask", "fill", "pretext"):
         from cebench.config import Variant
 
         comps.add_row(field, ", ".join(Variant.model_fields[field].annotation.__args__))  # type: ignore[union-attr]
@@ -273,6 +273,28 @@ def tune(
 
     tune_cli(spec, trials=trials, timeout=timeout, storage=storage, best=best, trial=trial, out=out, device=device,
              console=err_console)
+
+
+@app.command()
+@user_errors
+def probe(
+    runs: Annotated[Path, typer.Argument(help="runs/<spec>/ (every trained run) or one run folder")],
+    data: Annotated[str | None, typer.Option(help="landscapes[:SEED] or folder:PATH (class = first folder level)")] = None,
+    tasks: Annotated[str | None, typer.Option(help="comma-separated (default landscapes: ridges,trees; folder: class)")] = None,
+    layers: Annotated[str | None, typer.Option(help="linear-probe layers, e.g. conv4,conv5 (default: the last)")] = None,
+    kinds: Annotated[str | None, typer.Option(help="linear, finetune or both (default)")] = None,
+    n_train: Annotated[int | None, typer.Option(help="labelled training images (default 2000)")] = None,
+    n_val: Annotated[int | None, typer.Option(help="validation images, for the linear probe's L2 (default 500)")] = None,
+    n_test: Annotated[int | None, typer.Option(help="test images (default 1000)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs (default 5)")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """What the encoders learned: linear-probe and fine-tune accuracy on labelled images -> runs/<spec>/probe.csv."""
+    from cebench.probe import probe_cli
+
+    out = probe_cli(runs, data=data, tasks=tasks, layers=layers, kinds=kinds, n_train=n_train, n_val=n_val,
+                    n_test=n_test, epochs=epochs, device=device, console=err_console)
+    console.print(f"wrote {out}")
 
 
 @app.command("report")

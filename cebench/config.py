@@ -41,6 +41,10 @@ class Variant(Frozen):
     mask: Literal["center", "block", "region"] = "center"
     overlap: int = Field(4, ge=0, description="visible band inside the region, weighted in the loss (overlapPred)")
     fill: Literal["mean", "zero", "noise"] = "mean"
+    # pretext (feature learning, `cebench probe`): what the encoder learns from
+    pretext: Literal["inpaint", "autoencoder", "none"] = Field(
+        "inpaint", description="inpaint: fill the mask's hole; autoencoder: reconstruct the whole image, nothing hidden "
+        "(Pathak's autoencoder baseline); none: no training, the initialised network (random init), epochs set to 0")
     # optimisation
     lr_g: float = Field(2e-3, gt=0)
     lr_d: float = Field(2e-4, gt=0)
@@ -48,7 +52,7 @@ class Variant(Frozen):
     batch_size: int = Field(64, gt=0)
     lr_scaling: Literal["none", "sqrt", "linear"] = Field(
         "none", description="large-batch rule: lr x (batch_size / 64) ** (0, 1/2, 1); sqrt is the usual rule for Adam")
-    epochs: int = Field(25, gt=0)
+    epochs: int = Field(25, ge=0, description="0 only with pretext none, which sets it")
 
     @field_validator("image_size")
     @classmethod
@@ -57,6 +61,20 @@ class Variant(Frozen):
         if v < 32 or v & (v - 1):
             raise ValueError("must be a power of two >= 32 (32, 64, 128, 256, ...); SSIM needs an 11 px hole")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _untrained_has_no_epochs(cls, data: Any) -> Any:
+        # An axis `pretext: [inpaint, none]` shares the spec's epochs; the random-init run trains none of them.
+        if isinstance(data, dict) and data.get("pretext") == "none":
+            return {**data, "epochs": 0}
+        return data
+
+    @model_validator(mode="after")
+    def _epochs_only_untrained_zero(self) -> Variant:
+        if self.epochs == 0 and self.pretext != "none":
+            raise ValueError("epochs must be > 0 (an untrained run is `pretext: none`)")
+        return self
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> Variant:
@@ -101,6 +119,21 @@ class DataConfig(Frozen):
         return self
 
 
+class ProbeConfig(Frozen):
+    """How `cebench probe` measures what a run's encoder learned: labelled data, tasks, and the two probes."""
+
+    data: DataConfig | None = Field(None, description="labelled data; default: the runs' own (landscapes: its scenes)")
+    tasks: list[str] | None = Field(None, description="default: the data's tasks (landscapes: ridges, trees; folder: class)")
+    n_train: int = Field(2000, gt=0, description="labelled training images (folder: a cap)")
+    n_val: int = Field(500, gt=0, description="validation images: choose the linear probe's L2 strength")
+    n_test: int = Field(1000, gt=0, description="test images: only ever scored")
+    layers: list[str] | None = Field(None, description="encoder layers conv1..convN for the linear probe; default convN")
+    kinds: tuple[Literal["linear", "finetune"], ...] = Field(("linear", "finetune"), min_length=1)
+    finetune_epochs: int = Field(5, gt=0)
+    finetune_lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+
+
 class Spec(Frozen):
     """An ablation: a base preset, fixed overrides, axes whose product is the grid of runs, and seeds."""
 
@@ -113,11 +146,21 @@ class Spec(Frozen):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     epochs: int | None = Field(None, gt=0)
     batch_size: int | None = Field(None, gt=0)
+    exclude: list[dict[str, Any]] = Field(default_factory=list, description="grid points to skip, as in a CI matrix: "
+                                          "a point is skipped when it has every field=value of one entry")
+    probe: ProbeConfig | None = Field(None, description="`cebench run` also probes the trained encoders")
 
     @field_validator("overrides", "axes")
     @classmethod
     def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
         return known_variant_fields(v)
+
+    @field_validator("exclude")
+    @classmethod
+    def _known_exclude_fields(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for entry in v:
+            known_variant_fields(entry)
+        return v
 
     @field_validator("axes")
     @classmethod

@@ -118,6 +118,10 @@ def run_spec(
                     table = write_results(spec_dir, run_ids)
                     progress.console.print(_outcome(row))
                 progress.advance(overall)
+        if spec.probe is not None:  # the spec asks what the encoders learned: `cebench probe` on the finished runs
+            from cebench.probe import probe_runs
+
+            probe_runs(spec_dir, spec.probe, device, console=console)
     return table
 
 

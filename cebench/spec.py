@@ -67,6 +67,13 @@ def load_spec(path: Path) -> Spec:
     plans = expand(spec, source=path)  # fail now, before any training, if a grid point is invalid
     if spec.data.name == "landscapes" and spec.data.n_train is not None:
         check_batches(plans, spec.data.n_train, f"{path}: data.n_train")
+    if spec.probe is not None:  # and if the probe names a task or layer that does not exist
+        from cebench.probe.runs import check_probe
+
+        try:
+            check_probe(spec.probe, [(p.variant, spec.data) for p in plans])
+        except UserError as e:
+            raise UserError(f"{path}: {e}") from None
     return spec
 
 
@@ -89,6 +96,8 @@ def expand(spec: Spec, source: Path | None = None) -> list[RunPlan]:
     plans = []
     for values in itertools.product(*(spec.axes[k] for k in keys)):
         point = dict(zip(keys, values, strict=True))
+        if any(all({**fixed, **point}.get(k) == v for k, v in entry.items()) for entry in spec.exclude):
+            continue
         try:
             variant = create_variant(spec.preset, **{**fixed, **point})
         except UserError as e:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cebench.config import Variant
-from cebench.masks import Masks, center_box
+from cebench.masks import Masks, center_box, make_masks
 from cebench.models import Discriminator, Generator, init_weights
 
 
@@ -19,8 +19,26 @@ class Task:
 
     @property
     def centered(self) -> bool:
-        """Centre masks predict only the centre square (Pathak's 64-of-128); other masks predict the whole image."""
-        return self.variant.mask == "center"
+        """Centre masks predict only the centre square (Pathak's 64-of-128); other masks, and the autoencoder, predict
+        the whole image."""
+        return self.variant.mask == "center" and self.variant.pretext != "autoencoder"
+
+    def train_masks(self, n: int, generator: torch.Generator) -> Masks:
+        """The training masks. The autoencoder pretext hides nothing and predicts everything; evaluation still uses the
+        variant's mask (`evaluate.eval_masks`), so every pretext is scored on the same holes."""
+        v = self.variant
+        if v.pretext == "autoencoder":
+            shape = (n, 1, v.image_size, v.image_size)
+            return Masks(hole=torch.zeros(shape, dtype=torch.bool, device=generator.device),
+                         region=torch.ones(shape, dtype=torch.bool, device=generator.device))
+        return make_masks(v.mask, n, v.image_size, v.overlap, generator)
+
+    def loss_weights(self, masks: Masks) -> torch.Tensor:
+        """Per-pixel weights of the reconstruction loss: Pathak's (overlap band weighted), or uniform over the whole
+        image for the autoencoder (every pixel is visible there, so none is up-weighted)."""
+        if self.variant.pretext == "autoencoder":
+            return masks.region.float()
+        return masks.loss_weights(self.variant.overlap_weight)
 
     @property
     def out_size(self) -> int:

@@ -24,7 +24,7 @@ from cebench.config import Variant
 from cebench.data.source import image_batch
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
-from cebench.masks import fill_holes, make_masks
+from cebench.masks import fill_holes
 from cebench.metrics import summarize
 from cebench.models import Generator
 from cebench.task import Task
@@ -164,10 +164,10 @@ def fit(
                     raise Interrupted(interrupt.requested)
                 real = image_batch(train_images, perm[step * bs : (step + 1) * bs], variant.image_size,
                                    gray=variant.channels == "gray", train=True, generator=rng)
-                masks = make_masks(variant.mask, bs, variant.image_size, variant.overlap, rng)
+                masks = task.train_masks(bs, rng)
                 x = fill_holes(real, masks.hole, variant.fill, rng)
                 target = task.crop(real)
-                weights = task.crop(masks.loss_weights(variant.overlap_weight))
+                weights = task.crop(task.loss_weights(masks))
                 region_px = task.crop(masks.region).sum() * real.shape[1]
 
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
@@ -231,6 +231,8 @@ def fit(
             if on_epoch is not None:
                 on_epoch(epoch + 1, record)
 
+    if variant.epochs == 0:  # pretext none: the initialised network is the run's model (the random-init baseline)
+        checkpoint(0)
     if progress is not None and task_id is not None:
         progress.update(task_id, visible=False)
     return result

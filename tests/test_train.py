@@ -103,7 +103,7 @@ def test_ctrl_c_mid_epoch_keeps_every_finished_step(splits: tuple[torch.Tensor, 
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     v = create_variant("landscape2023", **TINY)  # 4 steps per epoch, 2 epochs
     full = fit(v, *splits, seed=1, run_dir=tmp_path / "full")
-    monkeypatch.setattr(cebench.train, "make_masks", sigint_on_call(cebench.train, "make_masks", call=5))
+    monkeypatch.setattr(cebench.train, "fill_holes", sigint_on_call(cebench.train, "fill_holes", call=5))
     with pytest.raises(KeyboardInterrupt):
         fit(v, *splits, seed=1, run_dir=tmp_path / "cut")  # Ctrl-C during epoch 2, step 2: that step still finishes
     state = load_state(tmp_path / "cut" / STATE)
@@ -129,7 +129,7 @@ def test_ctrl_c_in_the_last_validation_still_saves_the_run(splits: tuple[torch.T
 def test_a_second_ctrl_c_interrupts_at_once(splits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     v = create_variant("pathak2016_l2", **TINY)
-    monkeypatch.setattr(cebench.train, "make_masks", sigint_on_call(cebench.train, "make_masks", call=1, times=2))
+    monkeypatch.setattr(cebench.train, "fill_holes", sigint_on_call(cebench.train, "fill_holes", call=1, times=2))
     with pytest.raises(KeyboardInterrupt):
         fit(v, *splits, seed=0, run_dir=tmp_path)
     assert not (tmp_path / STATE).exists()  # no step was finished after the first Ctrl-C

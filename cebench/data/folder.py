@@ -63,6 +63,20 @@ def load_folder(
     Raises UserError for a missing or empty folder, or a split with no (readable) images; ValueError for bad arguments.
     Unreadable or truncated files are skipped and reported through `log` in one line.
     """
+    return load_folder_files(root, split, size, load_size, n_val, n_test, n_train, log)[0]
+
+
+def load_folder_files(
+    root: Path,
+    split: str,
+    size: int,
+    load_size: int,
+    n_val: int,
+    n_test: int,
+    n_train: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[torch.Tensor, list[str]]:
+    """`load_folder`, with the path (relative to `root`, '/'-separated) of each returned image."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     if load_size < size:
@@ -79,13 +93,14 @@ def load_folder(
     rows = pack.rows()
     wanted = [_relative(f, root) for f in files]
     skipped = [f for f in wanted if f not in rows]
-    images = pack.images[[rows[f] for f in wanted if f in rows]]
+    kept = [f for f in wanted if f in rows]
+    images = pack.images[[rows[f] for f in kept]]
     if skipped and log is not None:
         noun = "file" if len(skipped) == 1 else "files"
         log(f"folder {root}: skipped {len(skipped)} unreadable {noun} (first: {skipped[0]})")
     if images.shape[0] == 0:
         raise UserError(f"data folder '{root}' has no readable images for the {split} split ({len(files)} unreadable)")
-    return images
+    return images, kept
 
 
 def pack_or_load(root: Path, load_size: int) -> tuple[Pack, Path, bool]:

@@ -177,7 +177,7 @@ def _sky(keys: torch.Tensor, pal: torch.Tensor, kind: torch.Tensor, horizon: tor
 
     # Sun: most clear skies, few overcast ones; dusk suns sit near the horizon. Glow is a cheap rational falloff.
     u = _uniform(keys, 10, 8)
-    present = (u[:, 0] < torch.where(kind == 2, 0.15, 0.7)).float().view(-1, 1, 1, 1)
+    present = _has_sun(keys, kind).float().view(-1, 1, 1, 1)
     lo = torch.where(kind == 1, 0.55, 0.15)
     sy = (horizon * (lo + u[:, 1] * (0.9 - lo))).view(-1, 1, 1, 1)
     sx = ((0.1 + u[:, 2] * 0.8) * size).view(-1, 1, 1, 1)
@@ -263,7 +263,7 @@ def _ground(cv: _Canvas, keys: torch.Tensor, pal: torch.Tensor, ground: torch.Te
     u = _uniform(keys, 80, 6)
     wave = _fbm1d(keys, 81, 3, 3, torch.full_like(u[:, 0], 0.5), size) - 0.5
     top = ground.view(-1, 1, 1, 1) + wave * ((0.02 + u[:, 0].view(-1, 1, 1, 1) * 0.05) * size)
-    trees = _trees(keys, 90, 40, u[:, 1] * 1.1 - 0.1, 0.04 + u[:, 2] * 0.1, size)
+    trees = _trees(keys, 90, 40, _tree_density(keys), 0.04 + u[:, 2] * 0.1, size)
     light, haze = pal[:, _LIGHT], pal[:, _HORIZON, :, None, None]
     tree_col = (torch.tensor(_TREE, device=keys.device) * (0.7 + u[:, 3:4] * 0.6) * light)[:, :, None, None]
     cv.paint(cv.cover(top - trees), tree_col + (haze - tree_col) * 0.12)
@@ -276,20 +276,70 @@ def _ground(cv: _Canvas, keys: torch.Tensor, pal: torch.Tensor, ground: torch.Te
     cv.paint(cv.cover(top), haze * (far * far * 0.35), grass, shade)
 
 
+# ------------------------------------------------------------------------------------ scene attributes (the labels)
+# The rendering and `attributes` read these latent draws through the same functions, so a label cannot drift from the
+# pixels it describes.
+def _kind(u: torch.Tensor) -> torch.Tensor:
+    return ((u[:, 0] * 4).floor().long() - 1).clamp_(min=0)  # 0 day (twice as likely), 1 dusk, 2 overcast
+
+
+def _has_lake(u: torch.Tensor) -> torch.Tensor:
+    return u[:, 1] < 0.35
+
+
+def _n_ridges(keys: torch.Tensor) -> torch.Tensor:
+    return 1 + (_uniform(keys, 30, 1)[:, 0] * 3).floor()  # the same draw _ridge makes
+
+
+def _tree_density(keys: torch.Tensor) -> torch.Tensor:
+    return _uniform(keys, 80, 6)[:, 1] * 1.1 - 0.1  # the same draw _ground makes; <= 0: no trees at all
+
+
+def _has_sun(keys: torch.Tensor, kind: torch.Tensor) -> torch.Tensor:
+    return _uniform(keys, 10, 8)[:, 0] < torch.where(kind == 2, 0.15, 0.7)  # the same draw _sky makes
+
+
+ATTRIBUTES = {
+    "palette": ("day", "dusk", "overcast"),
+    "lake": ("no", "yes"),
+    "ridges": ("1", "2", "3"),
+    "trees": ("sparse", "dense"),
+    "sun": ("no", "yes"),
+}
+
+
+def attributes(seed: int, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The latent scene attributes of images (seed, indices[i]) as int64 class indices into `ATTRIBUTES[name]`.
+
+    Drawn from the same hashed stream as the pixels, so they are as deterministic as the images and need no rendering.
+    `trees` splits the ground's tree density at its median (0.45 of the drawn range); `sun` is whether a sun is drawn
+    (ridges may hide part of it).
+    """
+    keys = _image_keys(int(seed), indices.to(dtype=torch.int64))
+    u = _uniform(keys, 1, 6 + 21)
+    kind = _kind(u)
+    return {
+        "palette": kind,
+        "lake": _has_lake(u).long(),
+        "ridges": _n_ridges(keys).long() - 1,
+        "trees": (_tree_density(keys) >= 0.45).long(),
+        "sun": _has_sun(keys, kind).long(),
+    }
+
+
 # ------------------------------------------------------------------------------------------------------ public API
 def _render(keys: torch.Tensor, size: int, scratch: torch.Tensor) -> torch.Tensor:
     """Float (B, 3, S, S) images, 0-255 scale with grain and a +0.5 offset, so truncation to uint8 rounds."""
     dev = keys.device
     u = _uniform(keys, 1, 6 + 21)
-    kind = ((u[:, 0] * 4).floor().long() - 1).clamp_(min=0)  # 0 day (twice as likely), 1 dusk, 2 overcast
+    kind, lake = _kind(u), _has_lake(u)
     pal = _PALETTES.to(dev)[kind] * (0.9 + u[:, 6:].view(-1, 7, 3) * 0.2)  # every colour tinted per image
-    lake = u[:, 1] < 0.35
     water = torch.where(lake, 0.40 + u[:, 2] * 0.2, 0.48 + u[:, 2] * 0.22) * size  # waterline / horizon row
     ground = water + torch.where(lake, 0.12 + u[:, 3] * 0.2, u[:, 3] * 0.05) * size
 
     ys = torch.arange(size, device=dev, dtype=torch.float32).add_(0.5).view(1, 1, size, 1)
     cv = _Canvas(_sky(keys, pal, kind, water, size), scratch, ys)
-    n_ridges = 1 + (_uniform(keys, 30, 1)[:, 0] * 3).floor()  # the same draw _ridge makes
+    n_ridges = _n_ridges(keys)
     for k in range(3):  # images with fewer ridges skip the nearer slots (a third of the ridge work, on average)
         cv.subset(n_ridges > k, partial(_ridge, k=k), keys, pal, water)
     far_trees = _trees(keys, 60, 48, u[:, 4], 0.012 + u[:, 5] * 0.02, size)  # a low treeline on the far shore

@@ -25,6 +25,12 @@ def split_count(cfg: DataConfig, split: str) -> int | None:
     return {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
 
 
+def landscape_indices(cfg: DataConfig, split: str) -> torch.Tensor:
+    """The scene indices of a landscapes split: what `load_split` renders, and what `landscapes.attributes` labels."""
+    start = _LANDSCAPE_OFFSETS[split]
+    return torch.arange(start, start + (split_count(cfg, split) or 0), dtype=torch.int64)
+
+
 def default_load_size(image_size: int) -> int:
     """Pathak's recipe: short side 350 before a random 128 crop, scaled to other sizes."""
     return round(image_size * 350 / 128)
@@ -35,8 +41,7 @@ def load_split(
 ) -> torch.Tensor:
     """The split's images as uint8 (N, 3, L, L) on `device` (L = image_size for landscapes, the load size for folders)."""
     if cfg.name == "landscapes":
-        count = split_count(cfg, split) or 0
-        return landscapes.generate_range(cfg.seed, _LANDSCAPE_OFFSETS[split], count, image_size, device=device)
+        return landscapes.generate(cfg.seed, landscape_indices(cfg, split), image_size, device=device)
     assert cfg.path is not None
     load_size = cfg.load_size or default_load_size(image_size)
     images = load_folder(

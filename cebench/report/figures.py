@@ -80,7 +80,8 @@ def curves(study: Study, agg: pd.DataFrame, spec: str, path: Path) -> Path | Non
     rows = agg[agg["spec"] == spec]
     histories: dict[str, pd.DataFrame] = {}
     for _, r in rows.iterrows():
-        found = [pd.read_csv(Path(d) / "history.csv") for d in r["run_dirs"] if (Path(d) / "history.csv").is_file()]
+        # An untrained run (pretext none) has an empty history: no epochs, no curve.
+        found = [pd.read_csv(h) for d in r["run_dirs"] if (h := Path(d) / "history.csv").is_file() and h.stat().st_size > 1]
         if found:
             histories[r["variant"]] = pd.concat(found)
     if not histories:

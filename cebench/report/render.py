@@ -19,7 +19,7 @@ from cebench.baselines import load_baselines
 from cebench.config import DataConfig, Variant
 from cebench.errors import UserError
 from cebench.imageio import write_text
-from cebench.report import figures, tables
+from cebench.report import features, figures, tables
 from cebench.report.document import Doc, html_page, markdown
 from cebench.report.load import Study, fmt_value, load
 from cebench.report.stats import METRICS, N_BOOT, Ablation, ablation, aggregate
@@ -58,6 +58,7 @@ def report(inputs: list[Path], out: Path | None = None, *, n_boot: int = N_BOOT,
         for ab in ablations:
             _ablation_section(doc, study, agg, ab, out)
         _per_spec_figures(doc, study, agg, ablations, out)
+    features.section(doc, study, out, n_boot=n_boot)
     _tuning(doc, study, out)
     _runs(doc, study, out)
     _methods(doc)
