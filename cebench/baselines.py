@@ -2,8 +2,8 @@
 
 Every row carries its source, table, row label as printed, dataset, region and value range as far as the source states
 them, the numbers as printed, and a note where the source is inconsistent. Numbers are stored in cebench's units:
-L1/L2 in % of the value range, PSNR in dB, SSIM as a fraction (the reproduction paper prints SSIM in %; the third-party
-ablation prints L1 as a fraction; `printed` keeps the original text).
+L1/L2 in % of the value range, PSNR in dB, SSIM as a fraction (the reproduction paper prints SSIM in %; the
+xyfJASON/Context-Encoder-pytorch README prints L1 as a fraction; `printed` keeps the original text).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ class Convention:
 
 CONVENTIONS: Final[dict[str, Convention]] = {
     "[0,1]": Convention("cebench", "values in [0,1]; L1/L2 x100 (%); PSNR/SSIM data range 1; hole region",
-                        {"l1": 1.0, "l2": 1.0, "psnr": 1.0, "ssim": 1.0}, "cebench (DESIGN.md section 3)"),
-    "[-1,1]": Convention("[-1,1] port", "L1/L2 on [-1,1] (a popular PyTorch port): L1 x2, L2 x4; PSNR and SSIM with "
-                         "data range 2 are unchanged", {"l1": 2.0, "l2": 4.0, "psnr": 1.0, "ssim": 1.0},
-                         "DESIGN.md section 2"),
+                        {"l1": 1.0, "l2": 1.0, "psnr": 1.0, "ssim": 1.0}, "cebench (docs/metrics.md)"),
+    "[-1,1]": Convention("[-1,1] port", "L1/L2 on [-1,1] (code that scores the tanh output directly): "
+                         "L1 x2, L2 x4; PSNR and SSIM with data range 2 are unchanged",
+                         {"l1": 2.0, "l2": 4.0, "psnr": 1.0, "ssim": 1.0}, "docs/baselines.md"),
 }
 
 

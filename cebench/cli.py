@@ -130,13 +130,33 @@ def run(
     table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, retry_diverged=retry_diverged,
                      console=err_console)
     _print_results(table, f"{loaded.name}: {len(table)} runs on {dev} -> {out / loaded.name / 'results.csv'}")
-    if "fill_psnr_mean" in table:
-        console.print(f"references on the same test images (hole PSNR): mean-colour fill "
-                      f"{table['fill_psnr_mean'].min():.2f} dB, untrained model {table['untrained_psnr_mean'].max():.2f} dB")
+    _print_references(table)
     diverged = int((table["status"] != "ok").sum()) if "status" in table else 0
     if diverged:
         err_console.print(f"[yellow]{diverged} of {len(table)} runs diverged[/] (status and reason in results.csv); "
                           "`--resume --retry-diverged` trains them again")
+
+
+def _print_references(table: Any) -> None:
+    """Each run's hole PSNR next to its references on the same images and holes (fill, untrained, classical)."""
+    from cebench.classical import CLASSICAL
+
+    names = {"fill": "fill only", "untrained": "untrained", **{m: m for m in CLASSICAL}}
+    found = {k: label for k, label in names.items() if f"{k}_psnr_mean" in table}
+    if not found:
+        return
+    out = Table(title="hole PSNR (dB): each run and its references on the same images and holes")
+    for col in ("run", "model", *found.values()):
+        out.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    table = table[table["status"] == "ok"] if "status" in table else table  # diverged runs have no scores
+    for _, row in table.iterrows():
+        out.add_row(str(row["run_id"]), f"{row['psnr_mean']:.2f}", *(f"{row[f'{k}_psnr_mean']:.2f}" for k in found))
+    console.print(out)
+    classical = [f"{m}_psnr_mean" for m in CLASSICAL if f"{m}_psnr_mean" in table]
+    if classical:
+        behind = table[table["psnr_mean"] <= table[classical].max(axis=1)]
+        console.print(f"{len(behind)} of {len(table)} runs do not beat the best classical method in hole PSNR"
+                      + (f": {', '.join(map(str, behind['run_id']))}" if len(behind) else ""))
 
 
 def _print_results(table: Any, title: str) -> None:
@@ -177,6 +197,7 @@ def eval_cmd(
 
     row = eval_run(run_dir, pick_device(device), data_path=data, n_test=n_test, out=out)
     _print_results(pd.DataFrame([row]), f"{run_dir.name} on {data or 'its test split'} ({row['n_test']} images)")
+    _print_references(pd.DataFrame([row]))
 
 
 @app.command()
@@ -187,6 +208,9 @@ def score(
     out: Annotated[Path, typer.Option(help="per-image CSV")] = Path("scores.csv"),
     mask: Annotated[str, typer.Option(help="'center' or a mask image (white = scored region)")] = "center",
     region: Annotated[str, typer.Option(help="hole (the masked region) or image (whole image)")] = "hole",
+    classical: Annotated[bool, typer.Option(help="also score classical inpainting of the targets, as references")] = True,
+    perceptual: Annotated[bool, typer.Option(help="LPIPS, FID, KID where their weights are on disk")] = False,
+    weights: Annotated[Path | None, typer.Option(help="folder with the weight files (default: torch's hub cache)")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Score ANY inpainting method's outputs against the originals with cebench's metric harness."""
@@ -195,7 +219,8 @@ def score(
 
     if region not in ("hole", "image"):
         raise UserError(f"--region {region!r}: valid: hole, image")
-    table = score_dirs(pred, target, mask=mask, region=region, out=out, device=str(pick_device(device)))
+    table = score_dirs(pred, target, mask=mask, region=region, out=out, device=str(pick_device(device)),
+                       classical=classical, perceptual=perceptual, weights=weights)
     print_summary(table, console)
     console.print(f"per-image scores -> {out}")
 
@@ -303,11 +328,12 @@ def report_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="runs/<spec>/ folders (each with results.csv)")],
     out: Annotated[Path | None, typer.Option(help="report folder (default reports/<spec>, '+'-joined for several)")] = None,
 ) -> None:
-    """Tables against the published baselines, ablation statistics and figures: Markdown, HTML, LaTeX, PNG."""
+    """Tables against the published baselines and same-image references, ablation statistics, figures, galleries:
+    Markdown, HTML, a LaTeX article; figures as PDF, PNG and CSV."""
     from cebench.report import report
 
     folder = report(inputs, out, console=err_console)
-    console.print(f"wrote {folder / 'report.md'} and {folder / 'report.html'}")
+    console.print(f"wrote {folder / 'report.md'}, {folder / 'report.html'} and {folder / 'report.tex'}")
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from torchvision.utils import make_grid
 
@@ -67,9 +69,28 @@ def evaluate(
     return {k: torch.cat(parts) for k, parts in out.items()}
 
 
+SAMPLE_ROWS = ("input", "prediction", "ground truth")
+
+
+def label_rows(grid: torch.Tensor, labels: tuple[str, ...]) -> torch.Tensor:
+    """A uint8 (3, H, W) `make_grid` of len(labels) rows with each row's label written in a white margin on the left."""
+    image = Image.fromarray(grid.permute(1, 2, 0).cpu().numpy())
+    row = (image.height - 2) / len(labels)
+    font = ImageFont.load_default(size=max(9, round(row / 5)))
+    draw = ImageDraw.Draw(image)
+    margin = max(int(draw.textlength(label, font=font)) for label in labels) + 8
+    canvas = Image.new("RGB", (image.width + margin, image.height), "white")
+    canvas.paste(image, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, label in enumerate(labels):
+        draw.text((margin - 4, 1 + (i + 0.5) * row), label, fill="black", font=font, anchor="rm")
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).contiguous()
+
+
 @torch.no_grad()
 def sample_grid(generator: nn.Module, task: Task, images: torch.Tensor, n: int = 8, amp: bool = False) -> torch.Tensor:
-    """uint8 (3, H, W) grid: rows of masked input | composited prediction | ground truth for the first n test images."""
+    """uint8 (3, H, W) grid: rows of masked input | composited prediction | ground truth for the first n test images,
+    each row labelled on the left."""
     was_training = generator.training
     generator.eval()
     v = task.variant
@@ -81,5 +102,5 @@ def sample_grid(generator: nn.Module, task: Task, images: torch.Tensor, n: int =
     generator.train(was_training)
     rows = torch.cat([masked, pred, real]).expand(-1, 3, -1, -1)
     grid = make_grid((rows + 1) / 2, nrow=len(idx), padding=2, pad_value=1.0)
-    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    return label_rows((grid.clamp(0, 1) * 255).round().to(torch.uint8).cpu(), SAMPLE_ROWS)
 

@@ -32,7 +32,10 @@ def load_run(run_dir: Path, device: torch.device) -> tuple[Task, Generator, Data
 
 def eval_run(run_dir: Path, device: torch.device, data_path: Path | None = None, n_test: int | None = None,
              out: Path | None = None) -> dict[str, Any]:
-    """Re-score a trained run on its own test split or on a folder of images; append the row to `out`."""
+    """Re-score a trained run on its own test split or on a folder of images, next to the references of `cebench run`
+    (fill, untrained model, classical inpainting) on the same images and holes; append the row to `out`."""
+    from cebench.run import reference_scores  # run imports the trainer: only `eval` needs it here
+
     task, generator, data, seed = load_run(run_dir, device)
     if data_path is not None:
         # Every image of the folder is test data: n_test caps it, nothing goes to train or val.
@@ -45,7 +48,8 @@ def eval_run(run_dir: Path, device: torch.device, data_path: Path | None = None,
     row = make_row(spec=trained.get("spec", run_dir.parent.name), run_id=run_dir.name, variant=task.variant, data=data,
                    seed=seed, summary=summarize(scores), n_test=len(test), device=device,
                    train_time_s=trained.get("train_time_s", float("nan")),
-                   images_per_s=trained.get("images_per_s", float("nan")), extra={"evaluated": "eval"})
+                   images_per_s=trained.get("images_per_s", float("nan")),
+                   extra={"evaluated": "eval", **reference_scores(task, seed, test, device)})
     append_rows(out or run_dir / "eval.csv", [row], replace_same_run=False)
     return row
 

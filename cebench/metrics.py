@@ -28,6 +28,10 @@ Conventions (every number cebench reports follows them):
 - Optional `mask`: boolean (N, 1, H, W) (or (1, 1, H, W), broadcast over the batch and over channels). L1/L2/PSNR
   average over masked pixels; SSIM and sharpness restrict the mean of their border-cropped maps (5 px for SSIM, 1 px
   for sharpness) to masked positions. An image with no scored pixel gets NaN.
+- `ms_ssim`: multi-scale SSIM (Wang, Simoncelli, Bovik 2003), five scales weighted 0.0448, 0.2856, 0.3001, 0.2363,
+  0.1333, the SSIM window and constants above, 2x2 average pooling between scales. The window must fit the fifth
+  scale, so it is only computed on a rectangle (the centre region, or the whole image) of `MS_SSIM_MIN_SIDE` = 176 px
+  or more; elsewhere the key is absent rather than filled with a stand-in.
 - Luma: BT.601 (`cebench.masks.to_luma`), computed in float from the [0, 1] RGB values.
 
 `score_batch` is the harness used by training-time evaluation and by `cebench score`:
@@ -65,14 +69,18 @@ METRIC_DESCRIPTIONS: Final[dict[str, str]] = {
     "(higher is better)",
     "sharpness": "mean Sobel gradient magnitude of prediction / of ground truth in the region, ratio "
     "(1 = as sharp, < 1 blurrier)",
+    "ms_ssim": "multi-scale SSIM, 5 scales with the standard weights; only for a rectangular scored region of 176 px "
+    "or more (higher is better)",
 }
-METRIC_UNITS: Final[dict[str, str]] = {"l1": "%", "l2": "%", "psnr": "dB", "ssim": "", "sharpness": "ratio"}
+METRIC_UNITS: Final[dict[str, str]] = {"l1": "%", "l2": "%", "psnr": "dB", "ssim": "", "sharpness": "ratio",
+                                       "ms_ssim": ""}
 HIGHER_IS_BETTER: Final[dict[str, bool | None]] = {
     "l1": False,
     "l2": False,
     "psnr": True,
     "ssim": True,
     "sharpness": None,  # best at 1
+    "ms_ssim": True,
 }
 
 PSNR_MAX: Final = 100.0
@@ -211,6 +219,45 @@ def ssim(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     return _mean(ssim_map(p, t), None if m is None else _crop(m, SSIM_RADIUS))
 
 
+MS_SSIM_WEIGHTS: Final = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003, five scales
+MS_SSIM_MIN_SIDE: Final = (2 * SSIM_RADIUS + 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1)  # the window fits the 5th scale
+
+
+def _ssim_and_cs(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image and channel (N, C): the mean SSIM and the mean contrast-structure term over the valid map."""
+    g = gaussian_kernel(dtype=x.dtype, device=x.device)
+    mu_x, mu_y = separable_filter(x, g, g), separable_filter(y, g, g)
+    var_x = separable_filter(x * x, g, g) - mu_x**2
+    var_y = separable_filter(y * y, g, g) - mu_y**2
+    cov = separable_filter(x * y, g, g) - mu_x * mu_y
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    cs = (2 * cov + c2) / (var_x + var_y + c2)
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return (luminance * cs).mean(dim=(-2, -1)), cs.mean(dim=(-2, -1))
+
+
+def ms_ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """Multi-scale SSIM per image (Wang, Simoncelli, Bovik 2003), shape (N,): the contrast-structure terms of scales
+    1-4 and the full SSIM of scale 5, with the standard weights, the SSIM window and constants above; 2x2 average
+    pooling between scales (an odd last row or column is dropped); each term clamped at 0 before its power (as
+    pytorch-msssim and torchmetrics do); per channel, then averaged. Needs images of `MS_SSIM_MIN_SIDE` px or more."""
+    p, t, _ = _prepare(pred, target, None)
+    if min(p.shape[-2:]) < MS_SSIM_MIN_SIDE:
+        raise ValueError(f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} px (the 11x11 window "
+                         f"at the fifth scale), got {p.shape[-2]}x{p.shape[-1]}")
+    terms = []
+    for level in range(len(MS_SSIM_WEIGHTS)):
+        whole, cs = _ssim_and_cs(p, t)
+        if level == len(MS_SSIM_WEIGHTS) - 1:
+            terms.append(whole.clamp(min=0))
+        else:
+            terms.append(cs.clamp(min=0))
+            h, w = p.shape[-2] // 2 * 2, p.shape[-1] // 2 * 2
+            p, t = F.avg_pool2d(p[..., :h, :w], 2), F.avg_pool2d(t[..., :h, :w], 2)
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=p.dtype, device=p.device).view(-1, 1, 1)
+    return torch.prod(torch.stack(terms) ** weights, dim=0).mean(dim=1)
+
+
 def gradient_magnitude(images: Tensor) -> Tensor:
     """Sobel gradient magnitude / 8 per channel, (N, C, H - 2, W - 2): positions whose 3x3 stencil is inside."""
     smooth = torch.tensor([1.0, 2.0, 1.0], dtype=images.dtype, device=images.device) / 4.0
@@ -283,11 +330,12 @@ def _region_metrics(pred: Tensor, target: Tensor, region: Tensor | None,
                     box: tuple[int, int, int, int] | None) -> dict[str, Tensor]:
     """Metrics of one channel set over the region (see the module docstring): the crop `box` when given, else masked
     means over the region, else (region None) whole images."""
-    if region is None:
-        return all_metrics(pred, target)
-    if box is not None:
-        top, left, h, w = box
-        return all_metrics(pred[..., top : top + h, left : left + w], target[..., top : top + h, left : left + w])
+    if region is None or box is not None:
+        top, left, h, w = box or (0, 0, *pred.shape[-2:])
+        crop_p, crop_t = pred[..., top : top + h, left : left + w], target[..., top : top + h, left : left + w]
+        # MS-SSIM only where the scored rectangle is large enough for five scales; elsewhere the key is absent.
+        extra = {"ms_ssim": ms_ssim(crop_p, crop_t)} if min(h, w) >= MS_SSIM_MIN_SIDE else {}
+        return all_metrics(crop_p, crop_t) | extra
     ssim_mask = region & bounding_box_mask(region, SSIM_RADIUS)
     sharp_mask = region & bounding_box_mask(region, SOBEL_RADIUS)
     return {

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cebench.checkpoint import RESULT, STATE, write_run_config
+from cebench.classical import classical_references, reference_means
 from cebench.config import DataConfig, Spec, Variant
 from cebench.data.folder import split_files
 from cebench.data.source import load_split
@@ -205,11 +206,11 @@ def score_run(
 
 
 def reference_scores(task: Task, seed: int, test: torch.Tensor, device: torch.device) -> dict[str, float]:
-    """Hole metrics of two references on the same test images: the fill alone, and this run's untrained generator."""
+    """Hole metrics of references on the same test images and holes: the fill alone, this run's untrained generator,
+    and the classical inpainting methods of `cebench.classical`."""
     torch.manual_seed(seed)
     references = {"fill": FillOnly(task), "untrained": task.build_generator().to(device)}
     out = {}
     for name, model in references.items():
-        scores = evaluate(model, task, test, amp=device.type == "cuda")
-        out.update({f"{name}_{k}_mean": float(scores[k].mean()) for k in ("l1", "l2", "psnr", "ssim")})
-    return out
+        out.update(reference_means(name, evaluate(model, task, test, amp=device.type == "cuda")))
+    return out | classical_references(task, test)

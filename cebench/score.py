@@ -11,6 +11,10 @@ centre square of half the image side (`--mask center`, including the overlap ban
 a 128 image) or the white (> 127) pixels of a mask image of the same size as the images (`--mask FILE`). If every
 prediction file is single-channel (mode L, I, F, 1, LA), the method is taken for a grayscale model and scored
 against the luma of the targets (plain metric keys only); otherwise predictions are scored in RGB and in luma.
+
+With `classical=True` the targets are also inpainted by the classical methods of `cebench.classical` (the hole: the
+centre region less its overlap band, or the mask file's white pixels) and scored the same way, as references on the
+same images and holes.
 """
 
 from __future__ import annotations
@@ -20,18 +24,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from rich.console import Console
 from rich.table import Table
 
+from cebench.classical import CLASSICAL, inpaint
 from cebench.errors import UserError, choices
 from cebench.imageio import IMAGE_SUFFIXES, atomic_path, list_images, read_image
-from cebench.masks import center_box, make_masks, to_luma
+from cebench.masks import center_box, grow, make_masks, to_luma
 from cebench.metrics import (
     HIGHER_IS_BETTER,
     METRIC_UNITS,
+    MS_SSIM_MIN_SIDE,
     PSNR_MAX,
     REGIONS,
     SSIM_RADIUS,
@@ -39,6 +46,8 @@ from cebench.metrics import (
     score_batch,
     summarize,
 )
+from cebench.perceptual import availability as perceptual_weights
+from cebench.perceptual import fid, inception, inception_features, kid, lpips_model, lpips_scores
 
 MAX_NAMED = 3  # offending file names quoted in an error message
 GRAY_MODES = frozenset({"L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "1"})
@@ -228,6 +237,12 @@ def convention_line(region: str, mask: str, overlap: int, gray: bool) -> str:
             f"K1=0.01, K2=0.03, 5 px border cropped; sharpness: Sobel gradient ratio pred/truth (1 = as sharp)")
 
 
+def _bbox(region: torch.Tensor) -> tuple[slice, slice]:
+    ys = region[0, 0].any(dim=1).nonzero().flatten()
+    xs = region[0, 0].any(dim=0).nonzero().flatten()
+    return slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1)
+
+
 def _torch_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
@@ -240,7 +255,8 @@ def _torch_device(device: str) -> torch.device:
 
 def score_dirs(pred_dir: Path, target_dir: Path, mask: str = "center", region: str = "hole", overlap: int = 4,
                out: Path | None = None, device: str = "cpu", *, batch_size: int = 32,
-               gray: bool | None = None) -> pd.DataFrame:
+               gray: bool | None = None, classical: bool = False, perceptual: bool = False,
+               weights: Path | None = None) -> pd.DataFrame:
     """Score every prediction in `pred_dir` against the same-named target in `target_dir`.
 
     mask: "center" or a mask image path (white = scored). region: "hole" (the scored region only) or "image" (whole
@@ -248,8 +264,12 @@ def score_dirs(pred_dir: Path, target_dir: Path, mask: str = "center", region: s
     predictions as grayscale (scored against the target's luma); None = auto, true when every prediction file is
     single-channel. Returns one row per image (column `file`: the prediction's path relative to `pred_dir`, then the
     metric columns of `score_batch`), sorted by file; writes it as CSV to `out` atomically when given. The DataFrame's
-    `attrs` hold region, mask, gray and the convention line. Raises UserError on unpaired, mismatched or unreadable
-    files (see the module docstring).
+    `attrs` hold region, mask, gray and the convention line, and with `classical` a per-image DataFrame `classical`
+    (column `file`, then `<method>_<metric>`) of the classical references on the same targets and holes. Raises
+    UserError on unpaired, mismatched or unreadable files (see the module docstring). With `perceptual`, LPIPS (per
+    image, column `lpips`, on the scored region's bounding box or the whole image) and FID/KID of the composited
+    images against the targets (`attrs["sets"]`) where their weights are on disk (`weights` folder or torch's hub
+    cache); `attrs["absent"]` says why any of them is not there (see `cebench.perceptual`).
     """
     if region not in REGIONS:
         raise UserError(f"unknown region {region!r}; valid: {choices(REGIONS)}")
@@ -266,19 +286,48 @@ def score_dirs(pred_dir: Path, target_dir: Path, mask: str = "center", region: s
         gray = all(p.pred_gray for p in pairs)
 
     rows: list[dict[str, object]] = []
+    references: list[dict[str, object]] = []
+    found = perceptual_weights(weights) if perceptual else {}
+    lpips_file, inception_file = found.get("lpips"), found.get("fid_kid")
+    lpips_net = lpips_model(lpips_file) if isinstance(lpips_file, Path) else None
+    inception_net = inception(inception_file) if isinstance(inception_file, Path) else None
+    features: dict[str, list[np.ndarray]] = {"pred": [], "target": []}
     for batch in _batches(pairs, batch_size):
         pred = _load(p.pred for p in batch).to(dev).double() / 255.0
         target = _load(p.target for p in batch).to(dev).double() / 255.0
         if gray:
             pred = pred[:, :1]  # all three channels of a decoded single-channel file are equal
         scored = regions[batch[0].size].to(dev)
-        scores = score_batch(composite(pred, target, scored), target, scored, region)
+        composited = composite(pred, target, scored)
+        scores = score_batch(composited, target, scored, region)
+        shown_target = to_luma(target) if gray else target
+        if lpips_net is not None:
+            box = (slice(None), slice(None)) if region == "image" else _bbox(scored)
+            scores["lpips"] = lpips_scores(lpips_net, composited[..., box[0], box[1]], shown_target[..., box[0], box[1]])
+        if inception_net is not None:
+            features["pred"].append(inception_features(inception_net, composited))
+            features["target"].append(inception_features(inception_net, shown_target))
         values = {k: v.cpu().tolist() for k, v in scores.items()}
         for i, p in enumerate(batch):
             rows.append({"file": p.name, **{k: v[i] for k, v in values.items()}})
+        if classical:
+            hole = scored if mask != "center" else ~grow(~scored, overlap)  # what the method could not see
+            by_method = {f"{m}_{k}": v.cpu().tolist() for m in CLASSICAL for k, v in score_batch(
+                inpaint(m, to_luma(target) if gray else target, hole), target, scored, region).items()}
+            references += [{"file": p.name, **{k: v[i] for k, v in by_method.items()}} for i, p in enumerate(batch)]
 
     df = pd.DataFrame(rows).sort_values("file", kind="stable").reset_index(drop=True)
     df.attrs.update(region=region, mask=mask, gray=gray, convention=convention_line(region, mask, overlap, gray))
+    if classical:
+        df.attrs["classical"] = pd.DataFrame(references).sort_values("file", kind="stable").reset_index(drop=True)
+    if perceptual:
+        df.attrs["absent"] = [v for v in found.values() if isinstance(v, str)]
+        if inception_net is not None and len(df) < 2:
+            df.attrs["absent"].append(f"FID/KID not computed: {len(df)} image (two or more needed)")
+        elif inception_net is not None:
+            a, b = np.concatenate(features["pred"]), np.concatenate(features["target"])
+            kid_mean, kid_std = kid(a, b, subset_size=min(1000, len(a)))
+            df.attrs["sets"] = {"fid": fid(a, b), "kid": kid_mean, "kid_std": kid_std, "n": len(a)}
     if out is not None:
         out = Path(out)
         with atomic_path(out) as tmp:
@@ -309,6 +358,34 @@ def print_summary(df: pd.DataFrame, console: Console | None = None) -> None:
     convention = df.attrs.get("convention")
     if convention:
         console.print(convention, soft_wrap=False)
+    for reason in df.attrs.get("absent", []):
+        console.print(reason, markup=False, highlight=False)
+    sets = df.attrs.get("sets")
+    if sets:
+        console.print(f"FID {sets['fid']:.2f}, KID {sets['kid']:.4f} ± {sets['kid_std']:.4f} over {sets['n']} images "
+                      "(torchvision Inception-v3 features: comparable within cebench, not with published FIDs)")
+    if "ms_ssim" not in df:
+        console.print(f"ms_ssim: not computed: five scales need a rectangular scored region (or, with --region image, "
+                      f"images) of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} px")
+    if isinstance(df.attrs.get("classical"), pd.DataFrame):
+        print_classical(df, df.attrs["classical"], console)
+
+
+def print_classical(df: pd.DataFrame, references: pd.DataFrame, console: Console) -> None:
+    """The predictions next to the classical references on the same targets and holes (means), and which is ahead."""
+    table = Table(title="classical references on the same images and holes (means)")
+    shown = [k for k in ("psnr", "ssim", "l1", "l2") if k in df]
+    table.add_column("method")
+    for k in shown:
+        table.add_column(f"{k} ({METRIC_UNITS[k]})" if METRIC_UNITS[k] else k, justify="right")
+    table.add_row("these predictions", *(_fmt(df[k].mean(), k) for k in shown))
+    for method, description in CLASSICAL.items():
+        table.add_row(f"{method}: {description}", *(_fmt(references[f"{method}_{k}"].mean(), k) for k in shown))
+    console.print(table)
+    best = max(CLASSICAL, key=lambda m: references[f"{m}_psnr"].mean())
+    ahead = df["psnr"].mean() > references[f"{best}_psnr"].mean()
+    console.print(f"PSNR: the predictions are {'ahead of' if ahead else 'NOT ahead of'} the best classical reference "
+                  f"({best}, {references[f'{best}_psnr'].mean():.3f} dB)")
 
 
 __all__ = ["center_region", "convention_line", "pair_files", "print_summary", "read_mask", "score_dirs"]

@@ -1,8 +1,10 @@
-"""The published baselines as data: every number of DESIGN.md section 2 (hard-coded here), with its provenance."""
+"""The published baselines as data: every number of docs/baselines.md (hard-coded here), with its provenance."""
 
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,7 +13,8 @@ from rich.console import Console
 from cebench.baselines import convert, load_baselines, print_baselines
 
 NAN = math.nan
-# (source, table, row label as printed, L1 %, L2 %, PSNR dB, SSIM fraction), copied from DESIGN.md section 2 / 3.
+# (source, table, row label as printed, L1 %, L2 %, PSNR dB, SSIM fraction), copied from the sources docs/baselines.md
+# names (the papers' tables, the repository README).
 EXPECTED = [
     ("Pathak et al. 2016", "Table 2", "NN-inpainting (HOG features)", 19.92, 6.92, 12.79, NAN),
     ("Pathak et al. 2016", "Table 2", "NN-inpainting (our features)", 15.10, 4.30, 14.70, NAN),
@@ -19,9 +22,10 @@ EXPECTED = [
     ("Viala Bellander & Holst (reproduction)", "Table I", "Pathak et al.", 15.10, 4.30, 14.70, NAN),
     ("Viala Bellander & Holst (reproduction)", "Table I", "Ours, B&W", 20.25, 32.43, 12.95, 0.111),
     ("Viala Bellander & Holst (reproduction)", "Table I", "Ours, Colour", 18.16, 29.60, 13.43, 0.154),
-    ("third-party PyTorch re-implementation", "ablation", "L2+adv", 7.20, NAN, 20.30, 0.5915),
-    ("third-party PyTorch re-implementation", "ablation", "L2-only", 6.94, NAN, 20.56, 0.6153),
-    ("cebench measurement", "DESIGN.md section 3", "public PyTorch port (Paris model)", 9.50, 1.86, 18.39, 0.33),
+    ("xyfJASON/Context-Encoder-pytorch", "README results table", "L2 + Adv", 7.20, NAN, 20.3027, 0.5915),
+    ("xyfJASON/Context-Encoder-pytorch", "README results table", "L2 only", 6.94, NAN, 20.5573, 0.6153),
+    ("cebench measurement of BoyuanJiang/context_encoder_pytorch", "docs/baselines.md",
+     "BoyuanJiang/context_encoder_pytorch (Paris model)", 9.50, 1.86, 18.39, 0.33),
 ]
 PROVENANCE = ["key", "kind", "source", "reference", "table", "row_label", "method", "dataset", "region", "value_range",
               "convention", "printed"]
@@ -54,6 +58,16 @@ def test_no_extra_rows_and_unique_keys(table: pd.DataFrame) -> None:
 def test_every_row_has_provenance(table: pd.DataFrame) -> None:
     for col in PROVENANCE:
         assert table[col].notna().all() and (table[col].astype(str).str.strip() != "").all(), col
+    for _, row in table.iterrows():  # a paper (authors, title, year or arXiv id) or a repository by name
+        assert re.search(r"arXiv:\d{4}\.\d{5}|\b20\d\d\b|[\w-]+/[\w.-]+", row["reference"]), row["key"]
+        assert "DESIGN" not in " ".join(map(str, row.to_numpy()))
+
+
+def test_every_file_a_baseline_cites_is_in_the_repository(table: pd.DataFrame) -> None:
+    root = Path(__file__).resolve().parent.parent
+    for text in table.to_numpy().ravel():
+        for path in re.findall(r"\b(?:docs|cebench)/[\w./-]+\.(?:md|csv|py)", str(text)):
+            assert (root / path).is_file(), path
 
 
 def test_printed_text_holds_the_numbers_as_printed(table: pd.DataFrame) -> None:

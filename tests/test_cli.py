@@ -100,6 +100,9 @@ def test_eval_rescores_the_same_numbers(trained: Path, tmp_path: Path) -> None:
     again = pd.read_csv(tmp_path / "eval.csv")
     first = pd.read_csv(trained / "runs" / "tiny" / "results.csv").set_index("run_id").loc["loss=joint-seed0"]
     assert again["psnr_mean"].iloc[0] == pytest.approx(first["psnr_mean"], rel=1e-5)
+    # The same classical references on the same images and holes as `cebench run` recorded, printed beside the model.
+    assert again["biharmonic_psnr_mean"].iloc[0] == pytest.approx(first["biharmonic_psnr_mean"], rel=1e-9)
+    assert "biharmonic" in out and "telea" in out and "do not beat the best classical method" in out
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -33,7 +33,7 @@ def test_resumed_train_time_is_the_time_trained_before_and_after(cut: str, tmp_p
             raise KeyboardInterrupt
 
     if cut == "mid-epoch":  # Ctrl-C during epoch 2, step 2
-        monkeypatch.setattr(cebench.train, "make_masks", sigint_on_call(cebench.train, "make_masks", call=STEPS + 1))
+        monkeypatch.setattr(cebench.train, "fill_holes", sigint_on_call(cebench.train, "fill_holes", call=STEPS + 1))
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         fit(v, train, val, seed=0, run_dir=tmp_path, checkpoint_every_s=0,

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cebench.report.tables import Table, to_html, to_markdown
+from cebench.report import layout
+from cebench.report.tables import Table, numeric_columns, to_html, to_markdown
 
 CSS = """
 body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1d1d1f;
@@ -30,7 +31,22 @@ th { background: #f0f2f5; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: #fafafa; }
 td strong { color: #0b5394; }
+.print-only { display: none; }
+@media print {
+  @page { size: A4; margin: 12mm; }
+  body { font-size: 9pt; max-width: none; margin: 0; padding: 0; }
+  .screen-only { display: none; }
+  .print-only { display: block; }
+  .scroll { overflow: visible; }
+  table { font-size: 7.5pt; page-break-inside: auto; }
+  tr, figure img { break-inside: avoid; }
+  th, td { padding: .15em .35em; }
+  h2, h3 { break-after: avoid; }
+  pre { white-space: pre-wrap; }
+}
 """
+PRINT_WIDTH_PT = 500.0  # A4 less 12 mm margins (527 pt), less a little for cell borders
+PRINT_FONT_PT = 8.3  # 7.5 pt of a sans-serif font, which runs about 10% wider than the estimate's Computer Modern
 
 
 @dataclass
@@ -56,8 +72,9 @@ class Doc:
     def table(self, t: Table) -> None:
         self.blocks.append(("table", t))
 
-    def figure(self, path: Path, caption: str) -> None:
-        self.blocks.append(("figure", (path, caption)))
+    def figure(self, path: Path, caption: str, html_only: bool = False) -> None:
+        """A PNG figure (a PDF of the same name beside it is what LaTeX includes); `html_only`: not in report.tex."""
+        self.blocks.append(("figure", (path, caption, html_only)))
 
 
 def markdown(doc: Doc, root: Path) -> str:
@@ -75,7 +92,7 @@ def markdown(doc: Doc, root: Path) -> str:
         elif kind == "table":
             out += [to_markdown(value), ""]
         elif kind == "figure":
-            path, caption = value
+            path, caption, _ = value
             out += [f"![{caption}]({path.relative_to(root).as_posix()})", "", f"*{caption}*", ""]
     return "\n".join(out)
 
@@ -85,6 +102,22 @@ def inline(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+
+
+def _html_table(t: Table) -> str:
+    """The table as is on screen; for print, split into parts that each fit the page width (nothing is cut off)."""
+    numeric = numeric_columns(t)
+    split = layout.split(layout.columns(t.cells, numeric, PRINT_FONT_PT, 110.0, t.bold), t.key_columns, PRINT_WIDTH_PT)
+    if len(split) == 1:
+        return to_html(t)
+    printed = []
+    for n, part in enumerate(split):
+        names = [c.name for c in part]
+        bold = {(i, c) for i, c in t.bold if c in names}
+        title = t.title if n == 0 else f"{t.title} (part {n + 1} of {len(split)})"
+        printed.append(to_html(Table(f"{t.name}-part{n + 1}", title, t.caption if n == len(split) - 1 else "",
+                                     t.cells[names], t.data, bold, t.keys)))
+    return f'<div class="screen-only">{to_html(t)}</div>\n<div class="print-only">' + "\n".join(printed) + "</div>"
 
 
 def html_page(doc: Doc) -> str:
@@ -100,9 +133,9 @@ def html_page(doc: Doc) -> str:
         elif kind == "code":
             body.append(f"<pre><code>{html.escape(str(value))}</code></pre>")
         elif kind == "table":
-            body.append(to_html(value))
+            body.append(_html_table(value))
         elif kind == "figure":
-            path, caption = value
+            path, caption, _ = value
             data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
             body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                         f"<figcaption>{inline(caption)}</figcaption></figure>")

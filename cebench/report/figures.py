@@ -1,176 +1,199 @@
-"""Report figures (matplotlib, object API, no global state), one PNG each: metric bars, training curves, sample grids,
-sharpness distributions, and copies of tuning plots."""
+"""Report figures (matplotlib, object API): dot plots of the variants' means with their intervals, training curves,
+sharpness distributions, and copies of tuning plots. Each is written as PNG (220 dpi) and vector PDF, sized for one or
+two columns of an article, with a CSV of exactly the numbers it draws beside it."""
 
 from __future__ import annotations
 
-import math
+import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
 
+from cebench.classical import CLASSICAL
 from cebench.imageio import atomic_path
 from cebench.report.load import Study
 from cebench.report.stats import metric_key, seed_averaged
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
-BAR_METRICS = (("psnr", "PSNR (dB), higher is better"), ("ssim", "SSIM, higher is better"),
-               ("l1", "L1 (%), lower is better"), ("sharpness", "sharpness (1 = as sharp as truth)"))
+PANELS = (("psnr", "PSNR (dB)\nhigher is better"), ("ssim", "SSIM\nhigher is better"),
+          ("l1", "L1 (%)\nlower is better"), ("sharpness", "sharpness\n1 = as sharp as the truth"))
 CURVES = (("loss_rec", "reconstruction loss (train)"), ("loss_adv", "adversarial loss of G (train)"),
           ("loss_d", "critic loss (train)"), ("val_psnr", "validation PSNR (dB)"))
-DPI = 110
+DPI = 220  # PNG; every figure is also written as vector PDF
+ONE_COLUMN, TWO_COLUMNS = 3.4, 7.0  # inches: an article's column and its full text width
+FONT: dict[str, Any] = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+        "legend.fontsize": 7, "pdf.fonttype": 42}
+REFERENCE_MARKERS = {"fill": "x", "classical": "D"}
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", facecolor="white", format="png")
-    return path
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def styled(fn: F) -> F:
+    """Run a figure function under the report's font sizes (artists read rcParams when made; nothing global changes)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with rc_context(FONT):  # type: ignore[arg-type]
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save(fig: Figure, png: Path, numbers: pd.DataFrame) -> Path:
+    """`png` (DPI), the same figure as vector PDF, and the exact numbers it draws as CSV beside them; returns `png`."""
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=DPI, facecolor="white", format="png")
+    with atomic_path(png.with_suffix(".pdf")) as tmp:
+        fig.savefig(tmp, facecolor="white", format="pdf", metadata={"CreationDate": None})
+    with atomic_path(png.with_suffix(".csv")) as tmp:
+        numbers.to_csv(tmp, index=False)
+    return png
 
 
 def _wrap(label: str) -> str:
     return label.replace(", ", "\n")
 
 
-def bars(study: Study, agg: pd.DataFrame, spec: str, luma: bool, path: Path) -> Path:
-    """Per variant: the seed mean (bar), each seed's test-set mean (dots), the 95% t-interval over seeds (error bar)."""
-    rows = agg[agg["spec"] == spec]
-    fig = Figure(figsize=(2 * max(4.5, 1.25 * len(rows) + 1), 7.5), layout="constrained")
-    x = np.arange(len(rows))
-    for ax, (m, title) in zip(fig.subplots(2, 2).flat, BAR_METRICS, strict=True):
-        keys = [metric_key(m, c, luma) for c in rows["channels"]]
-        means = np.array([r[k] for (_, r), k in zip(rows.iterrows(), keys, strict=True)], dtype=float)
-        lo = np.array([r[f"{k}_lo"] for (_, r), k in zip(rows.iterrows(), keys, strict=True)], dtype=float)
-        hi = np.array([r[f"{k}_hi"] for (_, r), k in zip(rows.iterrows(), keys, strict=True)], dtype=float)
-        err = np.vstack([means - lo, hi - means])
-        ax.bar(x, means, color=[COLOURS[i % len(COLOURS)] for i in x], alpha=0.75,
-               yerr=np.nan_to_num(err) if np.isfinite(err).any() else None, capsize=4)
-        for i, ((_, r), k) in enumerate(zip(rows.iterrows(), keys, strict=True)):
-            seeds = study.runs.set_index("run_dir").loc[r["run_dirs"], f"{k}_mean"].to_numpy(dtype=float)
-            ax.plot(np.full(len(seeds), i) + np.linspace(-0.12, 0.12, len(seeds)), seeds, "o", color="black", ms=3)
+def best_classical(row: pd.Series, luma: bool) -> str | None:
+    """The classical method with the highest hole PSNR on this variant's test images (None if none was recorded)."""
+    key = metric_key("psnr", row["channels"], luma)
+    found = {m: row.get(f"{m}_{key}", float("nan")) for m in CLASSICAL}
+    found = {m: v for m, v in found.items() if not pd.isna(v)}
+    return max(found, key=lambda m: found[m]) if found else None
+
+
+@styled
+def means(study: Study, agg: pd.DataFrame, spec: str, luma: bool, path: Path) -> Path:
+    """A dot (forest) plot per metric: each variant's mean over seeds (point), 95% t-interval over seeds (line), each
+    seed's test-set mean (small dots), and the references on the same images (fill only, best classical method)."""
+    rows = agg[agg["spec"] == spec].reset_index(drop=True)
+    n = len(rows)
+    fig = new_figure(TWO_COLUMNS, 0.9 + 0.32 * n)
+    axes = fig.subplots(1, len(PANELS), sharey=True)
+    y = np.arange(n)[::-1]
+    records = []
+    runs = study.runs.set_index("run_dir")
+    for ax, (m, title) in zip(axes, PANELS, strict=True):
+        for i, (_, r) in enumerate(rows.iterrows()):
+            key = metric_key(m, r["channels"], luma)
+            mean, lo, hi = float(r[key]), float(r[f"{key}_lo"]), float(r[f"{key}_hi"])
+            colour = COLOURS[i % len(COLOURS)]
+            if np.isfinite(lo):
+                ax.plot([lo, hi], [y[i]] * 2, color=colour, lw=1.6, solid_capstyle="butt")
+            ax.plot(mean, y[i], "o", color=colour, ms=5, zorder=3)
+            seeds = runs.loc[r["run_dirs"], f"{key}_mean"].to_numpy(dtype=float)
+            ax.plot(seeds, np.full(len(seeds), y[i]) - 0.22, "|", color="black", ms=4, mew=0.8)
+            records.append({"panel": m, "kind": "variant", "variant": r["variant"], "column": key, "value": mean,
+                            "ci_lo": lo, "ci_hi": hi, "n_seeds": int(r["n_seeds"])})
+            records += [{"panel": m, "kind": "seed", "variant": r["variant"], "column": f"{key}_mean", "value": v,
+                         "seed": s} for s, v in zip(r["seeds"], seeds, strict=True)]
+            references = [("fill", f"fill_{key}")]
+            best = best_classical(r, luma)
+            if best is not None:
+                references.append(("classical", f"{best}_{key}"))
+            for ref, column in references:
+                value = r.get(column, float("nan"))
+                if pd.isna(value):
+                    continue
+                marker = REFERENCE_MARKERS[ref]
+                ax.plot(value, y[i] + 0.22, marker, color="grey", ms=4, mfc="none" if marker == "D" else "grey")
+                records.append({"panel": m, "kind": ref, "variant": r["variant"], "column": column,
+                                "value": float(value)})
         if m == "sharpness":
-            ax.axhline(1.0, color="grey", ls=":", lw=1)
-        finite = np.concatenate([means, lo, hi])
-        finite = finite[np.isfinite(finite)]
-        if m != "sharpness" and len(finite):  # zoom in: differences matter, not the distance from zero
-            span = max(finite.max() - finite.min(), 1e-6)
-            ax.set_ylim(finite.min() - 0.6 * span, finite.max() + 0.4 * span)
-            ax.set_ylabel("axis zoomed, not from 0", fontsize=8, color="grey")
-        if m != "sharpness" and f"fill_{m}" in rows and rows["channels"].nunique() == 1 and not luma:
-            fill = rows[f"fill_{m}"].mean()
-            low, high = ax.get_ylim()
-            where = "" if low <= fill <= high else (" (below the axis)" if fill < low else " (above the axis)")
-            ax.axhline(fill, color="grey", ls="--", lw=1, label=f"fill only, no model: {fill:.3g}{where}")
-            ax.set_ylim(low, high)
-            ax.legend(fontsize=8, loc="upper right")
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks(x, [_wrap(v) for v in rows["variant"]], fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    note = "; colour runs on luma" if luma else ""
-    fig.suptitle(f"{spec}: test-set means per variant (dots: seeds; error bars: 95% CI over seeds{note})",
-                 fontsize=11)
-    return _save(fig, path)
+            ax.axvline(1.0, color="grey", ls=":", lw=0.8)
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_ylim(-0.6, n - 0.4)
+    axes[0].set_yticks(y, [_wrap(v) for v in rows["variant"]])
+    handles = [Line2D([], [], marker="o", color="black", ls="-", ms=4, label="mean over seeds, 95% CI"),
+               Line2D([], [], marker="|", color="black", ls="none", label="one seed"),
+               Line2D([], [], marker="x", color="grey", ls="none", label="fill only (no model)"),
+               Line2D([], [], marker="D", color="grey", mfc="none", ls="none",
+                      label="best classical inpainting (by PSNR)")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+    return save(fig, path, pd.DataFrame(records))
 
 
-def curves(study: Study, agg: pd.DataFrame, spec: str, path: Path) -> Path | None:
-    """Training losses and validation PSNR per epoch: mean over seeds, band from the lowest to the highest seed."""
+@styled
+def curves(study: Study, agg: pd.DataFrame, spec: str, luma: bool, path: Path) -> Path | None:
+    """Training losses and validation PSNR per epoch: mean over seeds, band from the lowest to the highest seed. With
+    `luma`, colour runs' validation PSNR is their luma PSNR (`val_luma_psnr`), as in the tables."""
     rows = agg[agg["spec"] == spec]
-    histories: dict[str, pd.DataFrame] = {}
+    histories: dict[str, tuple[pd.DataFrame, str]] = {}
     for _, r in rows.iterrows():
         # An untrained run (pretext none) has an empty history: no epochs, no curve.
         found = [pd.read_csv(h) for d in r["run_dirs"] if (h := Path(d) / "history.csv").is_file() and h.stat().st_size > 1]
         if found:
-            histories[r["variant"]] = pd.concat(found)
+            histories[r["variant"]] = (pd.concat(found), r["channels"])
     if not histories:
         return None
-    fig = Figure(figsize=(11, 6.5), layout="constrained")
+    fig = new_figure(TWO_COLUMNS, 4.4)
+    records = []
     for ax, (col, title) in zip(fig.subplots(2, 2).flat, CURVES, strict=True):
-        for i, (variant, history) in enumerate(histories.items()):
-            if col not in history or (col in ("loss_adv", "loss_d") and not history[col].abs().gt(0).any()):
+        for i, (variant, (history, channels)) in enumerate(histories.items()):
+            column = f"val_{metric_key('psnr', channels, luma)}" if col == "val_psnr" else col
+            if column not in history or (col in ("loss_adv", "loss_d") and not history[col].abs().gt(0).any()):
                 continue
-            by_epoch = history.groupby("epoch")[col]
+            by_epoch = history.groupby("epoch")[column]
             mean, lo, hi = by_epoch.mean(), by_epoch.min(), by_epoch.max()
-            ax.plot(mean.index, mean.to_numpy(), "-o", ms=3, color=COLOURS[i % len(COLOURS)], label=variant)
-            ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=COLOURS[i % len(COLOURS)], alpha=0.15)
-        ax.set_title(title, fontsize=10)
+            colour = COLOURS[i % len(COLOURS)]
+            ax.plot(mean.index, mean.to_numpy(), "-o", ms=2.5, lw=1, color=colour, label=variant)
+            ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=colour, alpha=0.15)
+            records += [{"panel": col, "variant": variant, "column": column, "epoch": int(e), "mean": float(mean[e]),
+                         "min": float(lo[e]), "max": float(hi[e])} for e in mean.index]
+        ax.set_title(title + (" (colour runs: luma)" if col == "val_psnr" and luma else ""))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend()
         else:
             ax.text(0.5, 0.5, "no run with this loss", ha="center", va="center", transform=ax.transAxes, color="grey")
-    fig.suptitle(f"{spec}: training curves (line: mean over seeds; band: min to max)", fontsize=11)
-    return _save(fig, path)
+    return save(fig, path, pd.DataFrame(records))
 
 
-def _sample_rows(png: Path) -> list[np.ndarray]:
-    """The three image rows of a run's samples.png (masked input, composited prediction, ground truth)."""
-    grid = np.asarray(Image.open(png).convert("RGB"))
-    side = (grid.shape[0] - 2) // 3 - 2  # torchvision make_grid: 2 px padding around every tile
-    return [grid[2 + i * (side + 2) - 2 : 2 + i * (side + 2) + side + 2] for i in range(3)]
-
-
-def samples(agg: pd.DataFrame, spec: str, path: Path) -> Path | None:
-    """Context | each variant's fill | ground truth for the same first test images (each variant's lowest seed)."""
-    rows = agg[agg["spec"] == spec]
-    strips: dict[str, list[np.ndarray]] = {}
-    for _, r in rows.iterrows():
-        first = sorted(zip(r["seeds"], r["run_dirs"], strict=True))[0]
-        png = Path(first[1]) / "samples.png"
-        if png.is_file():
-            strips[f"{r['variant']}\n(seed {first[0]})"] = _sample_rows(png)
-    if not strips:
-        return None
-    colour = [v for k, v in strips.items() if v[2].std(axis=2).max() > 0] or list(strips.values())
-    named = [("context (input)", colour[0][0])] + [(k, v[1]) for k, v in strips.items()] + [
-        ("ground truth", colour[0][2])]
-    width = max(s.shape[1] for _, s in named)
-    height = max(s.shape[0] for _, s in named)
-    scale = max(1, math.ceil(100 / height))  # small images: enlarge (nearest) so a reader can see them
-    named = [(k, np.asarray(Image.fromarray(s).resize((width * scale, height * scale), Image.Resampling.NEAREST)))
-             for k, s in named]
-    fig = Figure(figsize=(width * scale / 100 + 1.8, len(named) * (height * scale / 100 + 0.08)), layout="constrained")
-    for ax, (label, strip) in zip(np.atleast_1d(fig.subplots(len(named), 1)), named, strict=True):
-        ax.imshow(strip, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-        for s in ax.spines.values():
-            s.set_visible(False)
-    fig.suptitle(f"{spec}: the same first test images across variants", fontsize=11)
-    return _save(fig, path)
-
-
+@styled
 def sharpness(study: Study, agg: pd.DataFrame, spec: str, luma: bool, path: Path) -> Path:
     """Per-image sharpness of the fill (seed-averaged) per variant; coloured by loss when the loss varies."""
     rows = agg[agg["spec"] == spec]
     by_loss = rows["loss"].nunique() > 1
     losses = list(dict.fromkeys(rows["loss"]))
-    fig = Figure(figsize=(max(5.0, 1.6 * len(rows) + 2), 4.2), layout="constrained")
+    fig = new_figure(TWO_COLUMNS if len(rows) > 3 else ONE_COLUMN, 2.8)
     ax = fig.subplots()
     rng = np.random.default_rng(0)
+    records = []
     for i, (_, r) in enumerate(rows.iterrows()):
-        values = seed_averaged(study, r["run_dirs"], metric_key("sharpness", r["channels"], luma)).to_numpy()
+        key = metric_key("sharpness", r["channels"], luma)
+        values = seed_averaged(study, r["run_dirs"], key)
         colour = COLOURS[losses.index(r["loss"]) if by_loss else i % len(COLOURS)]
-        ax.boxplot(values, positions=[i], widths=0.5, showfliers=False, medianprops={"color": "black"})
-        ax.plot(i + rng.uniform(-0.18, 0.18, len(values)), values, "o", ms=2.5, alpha=0.5, color=colour)
-        ax.plot([i - 0.25, i + 0.25], [values.mean()] * 2, color=colour, lw=2.5)
+        ax.boxplot(values.to_numpy(), positions=[i], widths=0.5, showfliers=False, medianprops={"color": "black"})
+        ax.plot(i + rng.uniform(-0.18, 0.18, len(values)), values.to_numpy(), "o", ms=1.8, alpha=0.5, color=colour)
+        ax.plot([i - 0.25, i + 0.25], [values.mean()] * 2, color=colour, lw=2)
+        records.append({"variant": r["variant"], "column": key, "statistic": "mean", "value": float(values.mean())})
+        records += [{"variant": r["variant"], "column": key, "statistic": "image", "test_index": t,
+                     "value": float(v)} for t, v in values.items()]
     ax.axhline(1.0, color="grey", ls=":", lw=1)
-    ax.set_xticks(range(len(rows)), [_wrap(v) for v in rows["variant"]], fontsize=8)
+    ax.set_xticks(range(len(rows)), [_wrap(v) for v in rows["variant"]])
     ax.set_ylabel("sharpness (pred / truth gradient)")
     ax.grid(axis="y", alpha=0.3)
     if by_loss:
         for loss in losses:
             ax.plot([], [], "o", color=COLOURS[losses.index(loss)], label=f"loss={loss}")
-        ax.legend(fontsize=8)
-    what = "L2 vs joint: " if set(losses) == {"l2", "joint"} else ""
-    ax.set_title(f"{spec}: {what}sharpness of the fill per test image (bar: mean; 1 = as sharp as the truth)",
-                 fontsize=10)
-    return _save(fig, path)
+        ax.legend()
+    return save(fig, path, pd.DataFrame(records))
 
 
 def copy_tuning(study: Study, folder: Path) -> list[Path]:

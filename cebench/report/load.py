@@ -71,6 +71,7 @@ def _read_one(path: Path) -> tuple[Path, pd.DataFrame]:
         table = pd.read_csv(csv)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
         raise UserError(f"{csv}: not a readable results table ({str(e).splitlines()[0]})") from None
+    table = table.copy()  # one block per dtype: read_csv leaves one per column, and adding columns then warns
     missing = [c for c in REQUIRED_COLUMNS if c not in table]
     if missing:
         raise UserError(f"{csv}: missing column {missing[0]!r} (not a cebench results table?)")
@@ -118,7 +119,7 @@ def load(inputs: list[Path]) -> Study:
     status = table["status"].fillna("ok") if "status" in table else pd.Series("ok", index=table.index)
     diverged, table = table[status != "ok"].reset_index(drop=True), table[status == "ok"].reset_index(drop=True)
     is_trial = table["run_id"].astype(str).str.match(TRIAL_ID)
-    runs = table[~is_trial].reset_index(drop=True)
+    runs = table[~is_trial].reset_index(drop=True).copy()
     runs["run_dir"] = [str(Path(i) / str(r)) for i, r in zip(runs["input"], runs["run_id"], strict=True)]
     for _, row in runs.iterrows():
         run_dir = Path(row["run_dir"])

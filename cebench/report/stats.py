@@ -25,6 +25,7 @@ from cebench.metrics import HIGHER_IS_BETTER
 from cebench.report.load import Study, fmt_value
 
 METRICS: Final = ("l1", "l2", "psnr", "ssim", "sharpness")
+DECIMALS: Final = {"l1": 2, "l2": 3, "psnr": 2, "ssim": 3, "sharpness": 3}  # printed precision of each metric
 LEVEL: Final = 0.95
 N_BOOT: Final = 10_000
 BOOT_SEED: Final = 0
@@ -60,6 +61,23 @@ def wilcoxon_p(diff: np.ndarray) -> float:
     if len(d) == 0 or np.all(d == 0):
         return 1.0
     return float(sps.wilcoxon(d).pvalue)
+
+
+def mixes_channels(table: pd.DataFrame, spec: str) -> bool:
+    """True when `spec` has colour and gray runs: then its colour runs are shown on their luma scores everywhere in a
+    report (tables, figures, summary), so that every run has one number per metric and gray vs colour is like for like."""
+    return table.loc[table["spec"] == spec, "channels"].nunique() > 1
+
+
+def beats_fill(row: pd.Series, metric: str, luma: bool) -> bool | None:
+    """Whether an aggregated variant beats the fill-only reference of its own results rows on `metric` (None when the
+    metric has no direction or the reference was not recorded)."""
+    better = HIGHER_IS_BETTER.get(metric)
+    key = metric_key(metric, row["channels"], luma)
+    fill = row.get(f"fill_{key}", float("nan"))
+    if better is None or pd.isna(fill) or pd.isna(row[key]):
+        return None
+    return bool(row[key] > fill) if better else bool(row[key] < fill)
 
 
 def metric_key(metric: str, channels: str, luma: bool) -> str:
@@ -134,10 +152,16 @@ class Paired:
         return 1 if self.boot_lo > 0 else -1 if self.boot_hi < 0 else 0
 
     @property
+    def printed_zero(self) -> bool:
+        """The mean difference rounds to 0 at the metric's printed precision: never reported as a win."""
+        return bool(round(abs(self.diff), DECIMALS.get(self.metric, 3)) == 0)
+
+    @property
     def winner(self) -> str | None:
-        """The significantly better level, or None (no significant difference, or a metric without a direction)."""
+        """The significantly better level, or None (no significant difference, a difference that prints as 0, or a
+        metric without a direction)."""
         better = HIGHER_IS_BETTER.get(self.metric)
-        if self.sign == 0 or better is None:
+        if self.sign == 0 or better is None or self.printed_zero:
             return None
         return self.b if (self.sign > 0) == better else self.a
 
@@ -183,7 +207,7 @@ def ablation(study: Study, table: pd.DataFrame, spec: str, axis: str, *, n_boot:
     rows["context"] = [", ".join(f"{o}={fmt_value(r[f'axis_{o}'])}" for o in others) or "-" for _, r in rows.iterrows()]
     order = {c: i for i, c in enumerate(dict.fromkeys(rows["context"]))}
     rows = rows.sort_values("context", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
-    luma = axis == "channels"
+    luma = mixes_channels(table, spec)
     pairs: list[Paired] = []
     bold: set[tuple[str, str, str]] = set()
     for context, group in rows.groupby("context", sort=False):
@@ -202,6 +226,7 @@ def ablation(study: Study, table: pd.DataFrame, spec: str, axis: str, *, n_boot:
             values = {r["level"]: r[metric_key(m, r["channels"], luma)] for _, r in items}
             best = max(values, key=lambda k: values[k]) if better else min(values, key=lambda k: values[k])
             wins = [(found.get((best, o, m)) or found[(o, best, m)]).winner == best for o in values if o != best]
-            if all(wins):
+            best_row = next(r for _, r in items if r["level"] == best)
+            if all(wins) and beats_fill(best_row, m, luma) is not False:  # never bold a level the fill alone matches
                 bold.add((str(context), best, m))
     return Ablation(spec, axis, luma, rows, pairs, bold)

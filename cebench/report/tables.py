@@ -1,4 +1,5 @@
-"""Report tables: built once as display cells (+ bold flags) and numbers, written as CSV (numbers), Markdown, LaTeX."""
+"""Report tables: built once as display cells (+ bold flags) and numbers, written as CSV (numbers), Markdown, HTML and
+LaTeX (`cebench.report.latex`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from cebench.baselines import CONVENTIONS, METRIC_COLUMNS
+from cebench.classical import CLASSICAL
 from cebench.imageio import atomic_path, write_text
 from cebench.metrics import HIGHER_IS_BETTER
-from cebench.report.stats import METRICS, Ablation, Paired, metric_key
+from cebench.report.stats import DECIMALS, METRICS, Ablation, Paired, beats_fill, metric_key, mixes_channels
 
 HEADERS = {"l1": "L1 (%)", "l2": "L2 (%)", "psnr": "PSNR (dB)", "ssim": "SSIM", "sharpness": "sharpness"}
-DECIMALS = {"l1": 2, "l2": 3, "psnr": 2, "ssim": 3, "sharpness": 3}
 
 
 @dataclass
@@ -27,10 +28,39 @@ class Table:
     cells: pd.DataFrame  # strings, as displayed
     data: pd.DataFrame  # numbers, written to CSV for recomputation
     bold: set[tuple[int, str]] = field(default_factory=set)  # (row position, column)
+    keys: list[str] = field(default_factory=list)  # columns that identify a row (repeated when a table is split)
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [k for k in self.keys if k in self.cells.columns] or [str(self.cells.columns[0])]
 
 
 def num(value: float | None, metric: str) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:.{DECIMALS.get(metric, 3)}f}"
+    """`value` at the metric's printed precision; never "-0.00" (a difference that rounds to zero prints as 0)."""
+    if value is None or pd.isna(value):
+        return "-"
+    text = f"{value:.{DECIMALS.get(metric, 3)}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+P_FLOOR = 1e-10
+
+
+def p_value(p: float) -> str:
+    """Two significant digits; below 1e-10 only the bound (the test's tail is not meaningful to more precision)."""
+    if pd.isna(p):
+        return "-"
+    return f"< {P_FLOOR:.0e}" if p < P_FLOOR else f"{p:.2g}"
+
+
+FILL_FLAG = " (≤ fill)"
+
+
+def data_name(row: pd.Series) -> str:
+    """The data as what it is: 'procedural landscapes (synthetic), 150 test images, 64 px'."""
+    name = "procedural landscapes (synthetic)" if row.get("data_name") == "landscapes" else \
+        f"image folder {row.get('data_path')}" if row.get("data_name") == "folder" else str(row.get("data_name"))
+    return f"{name}, {int(row['n_test'])} test images, {int(row['image_size'])} px"
 
 
 def published(value: float, metric: str) -> str:
@@ -45,27 +75,47 @@ def _ci(lo: float, hi: float, metric: str) -> str:
 
 
 def _dataset(row: pd.Series) -> str:
-    name = row["data_name"] if row.get("data_name") != "folder" else f"folder {row.get('data_path')}"
-    return f"{name}, {int(row['n_test'])} test, {int(row['image_size'])} px"
+    return data_name(row)
+
+
+REFERENCE_LABELS = {"fill": "fill only, no model", **{m: d for m, d in CLASSICAL.items()}}
+
+
+def scored_in(row: pd.Series, luma: bool) -> str:
+    return "luma" if row["channels"] == "gray" or luma else "RGB"
 
 
 def comparison(agg: pd.DataFrame, baselines: pd.DataFrame) -> Table:
-    """The reproduction paper's Table I layout: our grid points (mean ± std over seeds), references, baselines."""
+    """The reproduction paper's Table I layout: our grid points (mean ± std over seeds), the references on the same
+    test images (fill only, classical inpainting), then the published rows."""
     cells, data = [], []
     for _, r in agg.iterrows():
-        gray = " (gray: vs luma)" if r["channels"] == "gray" else ""
-        cells.append(["ours", f"cebench {r['spec']}: {r['variant']}{gray}", _dataset(r), str(r["n_seeds"]),
-                      *(num(r[m], m) + ("" if pd.isna(r[f"{m}_sd"]) else f" ± {num(r[f'{m}_sd'], m)}")
-                        for m in METRIC_COLUMNS), f"cebench: {r['value_range']}, {r['region']}"])
-        data.append({"kind": "ours", "method": f"cebench {r['spec']}: {r['variant']}", "dataset": _dataset(r),
-                     "n_seeds": r["n_seeds"], **{k: r[k] for m in METRIC_COLUMNS for k in (m, f"{m}_sd")},
-                     "convention": f"cebench: {r['value_range']}, {r['region']}"})
+        luma = mixes_channels(agg, r["spec"])
+        keys = {m: metric_key(m, r["channels"], luma) for m in METRIC_COLUMNS}
+        flag = FILL_FLAG if beats_fill(r, "psnr", luma) is False else ""
+        method = f"cebench {r['spec']}: {r['variant']}{flag}"
+        convention = f"cebench: {r['value_range']}, {r['region']}, scored in {scored_in(r, luma)}"
+        cells.append(["ours", method, _dataset(r), str(r["n_seeds"]),
+                      *(num(r[k], m) + ("" if pd.isna(r[f"{k}_sd"]) else f" ± {num(r[f'{k}_sd'], m)}")
+                        for m, k in keys.items()), convention])
+        data.append({"kind": "ours", "method": method, "dataset": _dataset(r), "n_seeds": r["n_seeds"],
+                     **{c: r[f"{k}{suffix}"] for m, k in keys.items() for c, suffix in ((m, ""), (f"{m}_sd", "_sd"))},
+                     **{f"{m}_column": k for m, k in keys.items()}, "convention": convention})
     for (spec, channels), g in agg.groupby(["spec", "channels"], sort=False):
-        values = {m: g[f"fill_{m}"].mean() for m in METRIC_COLUMNS if f"fill_{m}" in g}
-        label = f"{g['fill'].iloc[0]} fill, no model ({spec}, {channels})"
-        cells.append(["reference", label, _dataset(g.iloc[0]), "-", *(num(values.get(m), m) for m in METRIC_COLUMNS),
-                      f"cebench: {g['value_range'].iloc[0]}, {g['region'].iloc[0]}"])
-        data.append({"kind": "reference", "method": label, "dataset": _dataset(g.iloc[0]), **values})
+        luma = mixes_channels(agg, str(spec))
+        keys = {m: metric_key(m, str(channels), luma) for m in METRIC_COLUMNS}
+        convention = f"cebench: {g['value_range'].iloc[0]}, {g['region'].iloc[0]}, scored in " \
+                     f"{scored_in(g.iloc[0], luma)}"
+        for ref, what in REFERENCE_LABELS.items():
+            if f"{ref}_psnr" not in g or g[f"{ref}_psnr"].isna().all():
+                continue  # a results table written before this reference existed
+            values = {m: g[f"{ref}_{k}"].mean() if f"{ref}_{k}" in g else float("nan") for m, k in keys.items()}
+            label = f"{g['fill'].iloc[0]} {what}" if ref == "fill" else what
+            label = f"{label} ({spec}, {'colour' if channels == 'rgb' else 'gray'})"
+            cells.append(["reference", label, _dataset(g.iloc[0]), "-", *(num(values[m], m) for m in METRIC_COLUMNS),
+                          convention])
+            data.append({"kind": "reference", "method": label, "dataset": _dataset(g.iloc[0]), **values,
+                         **{f"{m}_column": f"{ref}_{k}" for m, k in keys.items()}, "convention": convention})
     for _, b in baselines.iterrows():
         kind = "published" if b["kind"] == "published" else "measured"
         label = f"{b['row_label']} ({b['source']}, {b['table']})"
@@ -76,11 +126,13 @@ def comparison(agg: pd.DataFrame, baselines: pd.DataFrame) -> Table:
     columns = ["kind", "method", "dataset", "seeds", *(f"mean {HEADERS[m]}" if m in ("l1", "l2") else HEADERS[m]
                                                       for m in METRIC_COLUMNS), "convention"]
     caption = ("Ours: mean ± sample std over seeds of each run's test-set mean (seeds = n). Gray runs are scored against "
-               "the BT.601 luma of the ground truth; colour runs in RGB. Published rows were measured on other data "
-               "(their dataset column) and, where stated, other conventions: compare with care. L1/L2 in % of the "
-               "value range, SSIM as a fraction. See the notes under the baselines.")
+               "the BT.601 luma of the ground truth; colour runs in RGB, or on luma where their spec also has gray "
+               f"runs (the convention column says which). '{FILL_FLAG.strip()}': does not beat the fill-only reference "
+               "in PSNR. References: no training, the same test images and holes, the same harness. Published rows "
+               "were measured on other data (their dataset column) and, where stated, other conventions: compare with "
+               "care. L1/L2 in % of the value range, SSIM as a fraction. See the notes under the baselines.")
     return Table("comparison", "Comparison with published results (layout of the reproduction paper's Table I)",
-                 caption, pd.DataFrame(cells, columns=columns), pd.DataFrame(data))
+                 caption, pd.DataFrame(cells, columns=columns), pd.DataFrame(data), keys=["kind", "method"])
 
 
 def conventions(agg: pd.DataFrame) -> Table:
@@ -88,19 +140,23 @@ def conventions(agg: pd.DataFrame) -> Table:
     scale = CONVENTIONS["[-1,1]"].scale
     cells, data = [], []
     for _, r in agg.iterrows():
-        row = {"method": f"cebench {r['spec']}: {r['variant']}", "l1": r["l1"], "l2": r["l2"],
-               "l1_pm1": r["l1"] * scale["l1"], "l2_pm1": r["l2"] * scale["l2"], "psnr": r["psnr"],
-               "image_psnr": r.get("image_psnr", np.nan), "image_ssim": r.get("image_ssim", np.nan)}
+        luma = mixes_channels(agg, r["spec"])
+        k = {m: metric_key(m, r["channels"], luma) for m in ("l1", "l2", "psnr")}
+        image = "image_luma" if luma and r["channels"] == "rgb" else "image"
+        row = {"method": f"cebench {r['spec']}: {r['variant']} (scored in {scored_in(r, luma)})", "l1": r[k["l1"]],
+               "l2": r[k["l2"]], "l1_pm1": r[k["l1"]] * scale["l1"], "l2_pm1": r[k["l2"]] * scale["l2"],
+               "psnr": r[k["psnr"]], "image_psnr": r.get(f"{image}_psnr", np.nan),
+               "image_ssim": r.get(f"{image}_ssim", np.nan)}
         data.append(row)
         cells.append([row["method"], num(row["l1"], "l1"), num(row["l2"], "l2"), num(row["l1_pm1"], "l1"),
                       num(row["l2_pm1"], "l2"), num(row["psnr"], "psnr"), num(row["image_psnr"], "psnr"),
                       num(row["image_ssim"], "ssim")])
     columns = ["method", "L1 % [0,1]", "L2 % [0,1]", "L1 % [-1,1]", "L2 % [-1,1]", "PSNR hole (dB)",
                "PSNR whole image (dB)", "SSIM whole image"]
-    caption = ("Exact conversions of the seed means: on [-1,1] (a popular PyTorch port's convention) L1 is x2 and L2 is "
+    caption = ("Exact conversions of the seed means: on [-1,1] (code that scores the tanh output directly) L1 is x2 and L2 is "
                "x4, while PSNR and SSIM with data range 2 are unchanged. 'Whole image' scores the prediction "
                "composited into its context (MMagic-style PSNR/SSIM; its [0,255] range with data range 255 gives the "
-               "same values). As fractions (the third-party CelebA-HQ ablation), divide L1 by 100.")
+               "same values). As fractions (the xyfJASON/Context-Encoder-pytorch CelebA-HQ ablation), divide L1 by 100.")
     return Table("conventions", "Our results in other metric conventions", caption,
                  pd.DataFrame(cells, columns=columns), pd.DataFrame(data))
 
@@ -110,8 +166,9 @@ def levels(ab: Ablation) -> Table:
     show_context = ab.levels["context"].ne("-").any()
     cells, data, bold = [], [], set()
     for i, (_, r) in enumerate(ab.levels.iterrows()):
-        row_cells = ([r["context"]] if show_context else []) + [r["level"], str(r["n_seeds"])]
-        entry = {"context": r["context"], "level": r["level"], "n_seeds": r["n_seeds"]}
+        flag = FILL_FLAG if beats_fill(r, "psnr", ab.luma) is False else ""
+        row_cells = ([r["context"]] if show_context else []) + [r["level"] + flag, str(r["n_seeds"])]
+        entry = {"context": r["context"], "level": r["level"], "n_seeds": r["n_seeds"], "beats_fill": not flag}
         for m in METRICS:
             k = metric_key(m, r["channels"], ab.luma)
             lo, hi = r[f"{k}_lo"], r[f"{k}_hi"]
@@ -122,15 +179,17 @@ def levels(ab: Ablation) -> Table:
         cells.append(row_cells)
         data.append(entry)
     columns = (["fixed"] if show_context else []) + [ab.axis, "seeds", *(HEADERS[m] for m in METRICS)]
-    luma = " Colour runs are scored on luma here, against the gray runs' luma scores (like with like)." if ab.luma \
-        else ""
+    luma = " Colour runs are scored on luma here, as everywhere for this spec, like the gray runs (like with like)." \
+        if ab.luma else ""
     caption = (f"Effect of {ab.axis} with every other axis fixed: mean over seeds of the test-set means, 95% t-interval "
                "across seeds in brackets (none for one seed). Bold: best level whose paired difference from every other "
-               f"level is significant (see the paired table); sharpness has no better direction and is never bold.{luma}"
+               "level is significant (see the paired table) and which beats the fill-only reference; sharpness has no "
+               f"better direction and is never bold. '{FILL_FLAG.strip()}': does not beat the fill-only reference in "
+               f"PSNR.{luma}"
                + (" With one seed, significance covers test-image noise only, not training randomness."
                   if (ab.levels["n_seeds"] < 2).any() else ""))
     return Table(f"ablation_{ab.spec}_{ab.axis}", f"{ab.spec}: effect of {ab.axis}", caption,
-                 pd.DataFrame(cells, columns=columns), pd.DataFrame(data), bold)
+                 pd.DataFrame(cells, columns=columns), pd.DataFrame(data), bold, keys=["fixed", ab.axis])
 
 
 def _direction(axis: str, p: Paired, sign: int) -> str:
@@ -141,7 +200,10 @@ def _direction(axis: str, p: Paired, sign: int) -> str:
 
 
 def verdict(axis: str, p: Paired) -> str:
-    """In words: significant (both CIs), per image only (the seeds disagree), or no significant difference."""
+    """In words: significant (both CIs), per image only (the seeds disagree), or no significant difference. A
+    difference that prints as 0 at the metric's precision is never called better."""
+    if p.printed_zero:
+        return "no difference at the printed precision"
     if p.sign != 0:
         return _direction(axis, p, p.sign) + (" (1 seed: test-image noise only)" if p.n_seeds < 2 else "")
     if p.per_image_sign != 0 and p.n_seeds >= 2:
@@ -155,7 +217,7 @@ def pairs(ab: Ablation) -> Table:
     for i, p in enumerate(ab.pairs):
         text = verdict(ab.axis, p)
         cells.append([p.context, f"{p.b} − {p.a}", HEADERS[p.metric], num(p.diff, p.metric),
-                      _ci(p.boot_lo, p.boot_hi, p.metric), f"{p.p_wilcoxon:.2g}", str(p.n_images),
+                      _ci(p.boot_lo, p.boot_hi, p.metric), p_value(p.p_wilcoxon), str(p.n_images),
                       _ci(p.seed_lo, p.seed_hi, p.metric), str(p.n_seeds), text])
         data.append({**{k: getattr(p, k) for k in p.__dataclass_fields__}, "significant": p.sign != 0,
                      "winner": p.winner, "verdict": text})
@@ -173,7 +235,7 @@ def pairs(ab: Ablation) -> Table:
                "or more seeds, the seed CI excludes 0 on the same side. No multiple-comparison correction."
                + (" Colour runs scored on luma." if ab.luma else ""))
     return Table(f"paired_{ab.spec}_{ab.axis}", f"{ab.spec}: paired differences for {ab.axis}", caption, frame,
-                 pd.DataFrame(data), bold)
+                 pd.DataFrame(data), bold, keys=["fixed", columns[1], "metric"])
 
 
 def runs(runs_table: pd.DataFrame) -> Table:
@@ -182,7 +244,8 @@ def runs(runs_table: pd.DataFrame) -> Table:
             *(f"luma_{m}_mean" for m in METRICS), "train_time_s", "images_per_s", "device"]
     data = runs_table[[c for c in keep if c in runs_table]]
     cells = data.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
-    return Table("runs", "Every run", "One row per run: test-set means (L1/L2 in %, PSNR in dB).", cells, data)
+    return Table("runs", "Every run", "One row per run: test-set means (L1/L2 in %, PSNR in dB).", cells, data,
+                 keys=["variant", "seed"])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -209,30 +272,8 @@ def to_markdown(t: Table) -> str:
     return "\n".join([*lines, "", f"*{t.caption}*", ""])
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$", "−": "$-$",
-        "<": r"\textless{}", ">": r"\textgreater{}"}
-
-
-def tex_escape(text: str) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in str(text))
-
-
-def to_latex(t: Table) -> str:
-    align = "".join("r" if _numeric_column(t.cells[c]) else
-                    "p{4.2cm}" if t.cells[c].astype(str).str.len().max() > 40 else "l" for c in t.cells.columns)
-
-    def cell(i: int, col: str) -> str:
-        text = tex_escape(t.cells.iloc[i][col])
-        text = "{}" + text if text.startswith("[") else text  # not an optional argument of the previous \\
-        return rf"\textbf{{{text}}}" if (i, col) in t.bold else text
-
-    lines = [rf"% cebench report table {t.name}; needs \usepackage{{booktabs}}", r"\begin{table}[t]", r"\centering",
-             r"\small", rf"\caption{{{tex_escape(t.title)}. {tex_escape(t.caption)}}}",
-             rf"\label{{tab:{re.sub(r'[^A-Za-z0-9]+', '-', t.name)}}}", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
-             " & ".join(tex_escape(c) for c in t.cells.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(cell(i, c) for c in t.cells.columns) + r" \\" for i in range(len(t.cells))]
-    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
+def numeric_columns(t: Table) -> set[str]:
+    return {str(c) for c in t.cells.columns if _numeric_column(t.cells[c])}
 
 
 def to_html(t: Table) -> str:
@@ -256,5 +297,7 @@ def write(t: Table, folder: Path) -> dict[str, Path]:
     with atomic_path(paths["csv"]) as tmp:
         t.data.to_csv(tmp, index=False)
     write_text(paths["md"], to_markdown(t))
-    write_text(paths["tex"], to_latex(t))
+    from cebench.report.latex import table_tex  # latex builds on this module
+
+    write_text(paths["tex"], table_tex(t))
     return paths
