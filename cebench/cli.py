@@ -271,14 +271,18 @@ def data_pack(
     folder: Annotated[Path, typer.Argument(help="image folder to pack")],
     size: Annotated[int, typer.Option(help="training image side the pack is for")] = 128,
     load_size: Annotated[int | None, typer.Option(help="short side before cropping (default size*350/128)")] = None,
+    out: Annotated[Path | None, typer.Option(help="pack folder for `data: {name: pack, path: OUT}` (default: the "
+                                             "cache the folder dataset reads)")] = None,
 ) -> None:
-    """Decode a folder once into a cached uint8 tensor file; `run` and `eval` reuse it while the folder is unchanged."""
+    """Decode a folder once into a memory-mapped pack, chunk by chunk (rerun after an interruption to resume);
+    `run` and `eval` reuse it while the folder is unchanged, and a `pack` dataset streams it when it is large."""
     from cebench.data.folder import pack_or_load
     from cebench.data.source import default_load_size
 
-    pack, path, fresh = pack_or_load(folder, load_size or default_load_size(size))
+    pack, path, fresh = pack_or_load(folder, size, load_size or default_load_size(size), out=out)
     state = "packed" if fresh else "up to date"
-    console.print(f"{folder}: {len(pack.files)} images {state} in {path} ({len(pack.skipped)} unreadable skipped)")
+    console.print(f"{folder}: {len(pack.files)} images {state} in {path} ({len(pack.skipped)} unreadable skipped, "
+                  f"{pack.array.nbytes / 2**30:.2f} GiB); train on it with data: {{name: pack, path: {path}}}")
 
 
 @app.command()

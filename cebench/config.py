@@ -102,20 +102,30 @@ def known_variant_fields(v: dict[str, Any]) -> dict[str, Any]:
 
 
 class DataConfig(Frozen):
-    """Where images come from. `landscapes` is procedural and embedded; `folder` reads any image tree."""
+    """Where images come from. `landscapes` is procedural and embedded; `folder` reads any image tree; `pack` reads a
+    pack written by `cebench data pack` (split by its files' names as the folder was, training split streamed when
+    large)."""
 
-    name: Literal["landscapes", "folder"] = "landscapes"
+    name: Literal["landscapes", "folder", "pack"] = "landscapes"
     path: Path | None = None
     n_train: int | None = Field(15000, gt=0, description="training images (folder: cap; None = all)")
     n_val: int = Field(150, ge=0, description="validation images, disjoint from test (per-epoch curves, tuning)")
     n_test: int = Field(150, gt=0, description="test images (the reproduction paper holds out 150)")
     seed: int = Field(0, description="landscapes: the scene seed; folder: unused")
     load_size: int | None = Field(None, description="folder: short side before cropping (default size*350/128)")
+    # How the training split is held, not what it is: a streamed and a loaded pack train the same batches, so this is
+    # left out of dumps (spec.json, results rows) and a run may change it on --resume.
+    stream: Literal["auto", "always", "never"] = Field(
+        "auto", exclude=True, description="pack: stream the training split from disk by chunks (auto: when larger "
+        "than 4 GiB) or load it whole onto the device (never)")
 
     @model_validator(mode="after")
     def _path_for_folder(self) -> DataConfig:
-        if self.name == "folder" and self.path is None:
-            raise ValueError("data.path is required when data.name is 'folder'")
+        if self.name in ("folder", "pack") and self.path is None:
+            raise ValueError(f"data.path is required when data.name is '{self.name}'")
+        if self.stream != "auto" and self.name != "pack":
+            raise ValueError(f"data.stream applies to data.name 'pack' only (pack a folder with `cebench data pack "
+                             f"FOLDER --out DIR`), not to '{self.name}'")
         return self
 
 

@@ -19,7 +19,8 @@ from cebench.checkpoint import RESULT, STATE, write_run_config
 from cebench.classical import classical_references, reference_means
 from cebench.config import DataConfig, Spec, Variant
 from cebench.data.folder import split_files
-from cebench.data.source import load_split
+from cebench.data.source import load_split, load_train, open_pack, pack_rows
+from cebench.data.stream import TrainSource
 from cebench.errors import UserError
 from cebench.evaluate import FillOnly, evaluate, sample_grid
 from cebench.imageio import atomic_path, write_png, write_text
@@ -44,7 +45,7 @@ TUNE_SPEC = "tune_spec.json"  # written by `cebench tune` into its study folder
 
 @dataclass(frozen=True)
 class Splits:
-    train: torch.Tensor
+    train: TrainSource  # on the device whole, or a pack streamed to it (`cebench.data.stream`)
     val: torch.Tensor
     test: torch.Tensor
 
@@ -60,7 +61,8 @@ class SplitCache:
         key = (data.model_dump_json(), image_size)
         if key not in self._cache:
             load = functools.partial(load_split, data, image_size=image_size, device=self.device, log=self.log)
-            self._cache[key] = Splits(load(split="train"), load(split="val"), load(split="test"))
+            train = load_train(data, image_size=image_size, device=self.device, log=self.log)
+            self._cache[key] = Splits(train, load(split="val"), load(split="test"))
         return self._cache[key]
 
 
@@ -86,6 +88,9 @@ def run_spec(
         # A missing or empty folder, or too few training images, fails before any work.
         counts = split_files(spec.data.path, spec.data.n_val, spec.data.n_test, spec.data.n_train)
         check_batches(plans, len(counts["train"]), f"data folder {spec.data.path}")
+    if spec.data.name == "pack":  # a missing pack, or one made for another image size, fails before any work too
+        for size in sorted({p.variant.image_size for p in plans}):
+            check_batches(plans, len(pack_rows(spec.data, open_pack(spec.data, size), "train")), f"pack {spec.data.path}")
     spec_dir = spec_folder(out_root, spec.name)
     if (spec_dir / TUNE_SPEC).is_file():
         raise UserError(f"{spec_dir} holds the tune study {spec.name!r}; give the run spec another name")

@@ -22,6 +22,7 @@ from rich.progress import Progress, TaskID
 from cebench.checkpoint import STATE, WEIGHTS, load_state, save_state, save_weights
 from cebench.config import Variant
 from cebench.data.source import image_batch
+from cebench.data.stream import InMemory, TrainSource
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
 from cebench.masks import fill_holes
@@ -50,7 +51,7 @@ class FitResult:
 
 def fit(
     variant: Variant,
-    train_images: torch.Tensor,
+    train_images: torch.Tensor | TrainSource,
     val_images: torch.Tensor,
     seed: int,
     run_dir: Path,
@@ -63,7 +64,8 @@ def fit(
     fast: bool | None = None,
     checkpoint_every_s: float = 60.0,
 ) -> FitResult:
-    """Train `variant` on uint8 images already on the device, with checkpoints in `run_dir`.
+    """Train `variant` on uint8 images already on the device (or a batch source, `cebench.data.stream`: a pack
+    streamed to the device), with checkpoints in `run_dir`.
 
     `fast` (default: on for CUDA, off for CPU) trains with bf16 autocast, channels_last and `torch.compile`; off, the
     same loop runs in plain fp32, bit-reproducible on CPU, and is what a fast run is checked against. The fast path is
@@ -73,7 +75,8 @@ def fit(
     least `checkpoint_every_s` after the previous checkpoint, and on Ctrl-C once the step under way has finished;
     `resume` continues from it, mid-epoch if need be, to the same result.
     """
-    device = train_images.device
+    train = InMemory(train_images) if isinstance(train_images, torch.Tensor) else train_images
+    device = train.device
     fast = device.type == "cuda" if fast is None else fast
     task = Task(variant)
     torch.manual_seed(seed)
@@ -131,7 +134,7 @@ def fit(
         if start_epoch == variant.epochs:  # killed between the two files of the last checkpoint: publish the weights
             save_weights(run_dir / WEIGHTS, generator, critic)
 
-    n, bs = len(train_images), variant.batch_size
+    n, bs = len(train), variant.batch_size
     if bs > n:  # cutting the batch silently would train another variant than the one recorded
         raise UserError(f"batch_size {bs} is larger than the {n} training images; lower batch_size or add images")
     steps = n // bs  # drop the last partial batch: constant shapes, BatchNorm never sees a batch of one
@@ -154,7 +157,8 @@ def fit(
                 resumed_perm = resumed_sums = None
             else:
                 sums = torch.zeros(3, device=device)  # rec, adv, critic: summed on device, read once per log interval
-                perm = torch.randperm(n, generator=rng, device=device)
+                perm = train.order(rng)
+            batches = train.batches(perm, first_step, bs)
             for step in range(first_step, steps):
                 if interrupt.requested is not None:  # Ctrl-C or SIGTERM: keep every finished step, then stop
                     result.train_time_s += time.perf_counter() - t0
@@ -162,8 +166,9 @@ def fit(
                     checkpoint(epoch, step, perm, sums)
                     log(f"interrupted after {epoch} epochs and {step} of {steps} steps: checkpoint written")
                     raise Interrupted(interrupt.requested)
-                real = image_batch(train_images, perm[step * bs : (step + 1) * bs], variant.image_size,
-                                   gray=variant.channels == "gray", train=True, generator=rng)
+                images, idx = next(batches)
+                real = image_batch(images, idx, variant.image_size, gray=variant.channels == "gray", train=True,
+                                   generator=rng)
                 masks = task.train_masks(bs, rng)
                 x = fill_holes(real, masks.hole, variant.fill, rng)
                 target = task.crop(real)

@@ -11,40 +11,29 @@ the SHA-1 of its relative path: the first `n_test` are test, the next `n_val` va
 only on each file's own path, so adding or removing files moves few existing images between splits. Counts are caps:
 `n_test`, `n_val` and `n_train` take the first images in hash order (an unbiased subset, not the first class folder);
 each split's images are then kept in sorted path order. Splits are assigned before decoding, so an unreadable file
-costs its split one image. The whole folder is decoded once into a cached pack (`cebench.data.pack`), reused while the
-folder is unchanged.
+costs its split one image. The whole folder is decoded once into a cached pack (`cebench.data.pack`, a memory-mapped
+file), reused while the folder is unchanged. The rule reads only relative paths (`split_names`), so a `pack` dataset
+splits its files' names exactly as the folder they came from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
-from cebench.data.pack import Pack, load_pack, pack_folder, pack_path
+from cebench.data.pack import INDEX, JOURNAL, DecodeChunk, Pack, current, fingerprint, pack_path, plan, write_pack
 from cebench.errors import UserError
 from cebench.imageio import IMAGE_SUFFIXES, list_images, read_image
 
 SPLITS = ("train", "val", "test")
-PROGRESS_MIN_FILES = 200  # show a progress bar above this many files
-_CHUNK = 64  # files decoded per round: bounds the decoded-but-not-yet-stored images held in memory
 
 
 def load_folder(
@@ -89,12 +78,12 @@ def load_folder_files(
         hint = _split_hint(root, split, {"train": n_train, "val": n_val, "test": n_test})
         raise UserError(f"data folder '{root}' has no images for the {split} split ({hint})")
 
-    pack = pack_or_load(root, load_size)[0]
+    pack = pack_or_load(root, size, load_size)[0]
     rows = pack.rows()
     wanted = [_relative(f, root) for f in files]
     skipped = [f for f in wanted if f not in rows]
     kept = [f for f in wanted if f in rows]
-    images = pack.images[[rows[f] for f in kept]]
+    images = pack.read([rows[f] for f in kept])
     if skipped and log is not None:
         noun = "file" if len(skipped) == 1 else "files"
         log(f"folder {root}: skipped {len(skipped)} unreadable {noun} (first: {skipped[0]})")
@@ -103,14 +92,55 @@ def load_folder_files(
     return images, kept
 
 
-def pack_or_load(root: Path, load_size: int) -> tuple[Pack, Path, bool]:
-    """The folder's cached pack, made now if missing or stale: (pack, its path, whether it was made now)."""
-    if not Path(root).is_dir():
+def pack_or_load(
+    root: Path, image_size: int, load_size: int, out: Path | None = None, stop_after: int | None = None
+) -> tuple[Pack, Path, bool]:
+    """The folder's pack in `out` (default: the cache the `folder` dataset reads), made now if missing, unfinished
+    (resumed) or stale: (pack, its path, whether it was made now). `stop_after` chunks: see `write_pack`."""
+    root = Path(root)
+    if not root.is_dir():
         split_files(root, 0, 0)  # raises the missing-folder error
-    pack = load_pack(root, load_size)
-    if pack is not None:
-        return pack, pack_path(root, load_size), False
-    return (*pack_folder(root, load_size, _decode_label(root)), True)
+    if load_size < image_size:
+        raise UserError(f"load size {load_size} is smaller than the image size {image_size}")
+    files = list_images(root)
+    if not files:
+        split_files(root, 0, 0)  # raises the no-images error
+    names = [_relative(f, root) for f in files]
+    wanted = plan(str(root.resolve()), fingerprint(root, files), names, image_size, load_size)
+    path = pack_path(root, image_size, load_size) if out is None else Path(out)
+    if current(path, wanted):
+        return Pack(path), path, False
+    if out is not None:
+        _check_replaceable(path, wanted)
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # threads overlap PIL decoding, which releases the GIL
+        pack = write_pack(path, wanted, _decoder(root, load_size, pool), label=f"packing {root.name or root}",
+                          stop_after=stop_after)
+    return pack, path, True
+
+
+def _check_replaceable(out: Path, wanted: dict[str, object]) -> None:
+    """Refuse to write a pack into a folder holding anything but a pack of the same folder at the same sizes (which is
+    resumed, or refreshed when the folder changed): a typo in --out must never overwrite another pack or add files to
+    a folder of photos."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out '{out}' is a file, not a folder")
+    for name, key in ((INDEX, None), (JOURNAL, "plan")):
+        try:
+            found = json.loads((out / name).read_text().split("\n")[0])
+        except (OSError, ValueError):
+            continue
+        found = found.get(key, {}) if key else found
+        mine = {k: wanted[k] for k in ("source", "image_size", "load_size")}
+        theirs = {k: found.get(k) for k in mine}
+        if theirs != mine:
+            raise UserError(f"--out '{out}' holds the pack of {theirs['source']} at {theirs['image_size']} px (load "
+                            f"size {theirs['load_size']}); choose another --out or delete it")
+        return
+    if any(out.iterdir()):
+        raise UserError(f"--out '{out}' is a folder that holds no pack and is not empty; choose an empty or new folder")
 
 
 def split_files(root: Path, n_val: int, n_test: int, n_train: int | None = None) -> dict[str, list[Path]]:
@@ -120,26 +150,43 @@ def split_files(root: Path, n_val: int, n_test: int, n_train: int | None = None)
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise UserError(f"data folder '{root}' {what}")
+    layout = (root / "train").is_dir() and (root / "test").is_dir()
+    splits = split_names([_relative(f, root) for f in list_images(root)], n_val, n_test, n_train, layout=layout)
+    if not any(splits.values()):
+        where = " in train/ or test/" if layout else ""
+        raise UserError(f"data folder '{root}' has no images{where} ({_looked_for()})")
+    return {split: [root / n for n in chosen] for split, chosen in splits.items()}
 
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        train = list_images(root / "train")
-        test = _hash_order(list_images(root / "test"), root)[:n_test]
-        if (root / "val").is_dir():
-            val = _hash_order(list_images(root / "val"), root)[:n_val]
+
+def split_names(
+    names: Sequence[str], n_val: int, n_test: int, n_train: int | None = None, layout: bool | None = None
+) -> dict[str, list[str]]:
+    """The split rule of the module docstring on relative paths ('/'-separated): the same for a folder and for a pack,
+    which keeps only its files' names. `layout` (default: whether names start with both train/ and test/) says the
+    splits are subfolders."""
+    if layout is None:
+        layout = any(n.startswith("train/") for n in names) and any(n.startswith("test/") for n in names)
+    if layout:
+        train = sorted((n for n in names if n.startswith("train/")), key=_path_order)
+        test = _hash_order([n for n in names if n.startswith("test/")])[:n_test]
+        if any(n.startswith("val/") for n in names):
+            val = _hash_order([n for n in names if n.startswith("val/")])[:n_val]
         else:
             cut = max(len(train) - n_val, 0)
             train, val = train[:cut], train[cut:]
-        train = _hash_order(train, root)[:n_train]
-        if not (train or val or test):
-            raise UserError(f"data folder '{root}' has no images in train/ or test/ ({_looked_for()})")
+        train = _hash_order(train)[:n_train]
     else:
-        ordered = _hash_order(list_images(root), root)
-        if not ordered:
-            raise UserError(f"data folder '{root}' has no images ({_looked_for()})")
+        ordered = _hash_order(names)
         test = ordered[:n_test]
         val = ordered[n_test : n_test + n_val]
         train = ordered[n_test + n_val :][:n_train]
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+    return {"train": sorted(train, key=_path_order), "val": sorted(val, key=_path_order),
+            "test": sorted(test, key=_path_order)}
+
+
+def _path_order(name: str) -> list[str]:
+    """The order of `sorted` on Paths (part by part), which `list_images` uses: 'a/b' comes before 'a-c'."""
+    return name.split("/")
 
 
 def crop_batch(
@@ -205,70 +252,22 @@ def resize_center_crop(image: torch.Tensor, load_size: int) -> torch.Tensor:
     return image[:, top : top + load_size, left : left + load_size].contiguous()
 
 
-def _decode_label(root: Path) -> Callable[[Sequence[Path], int], tuple[torch.Tensor, list[Path]]]:
-    return lambda files, load_size: _decode_all(files, load_size, f"packing {root.name or root}")
+def _decoder(root: Path, load_size: int, pool: ThreadPoolExecutor) -> DecodeChunk:
+    def decode(names: Sequence[str]) -> list[np.ndarray | None]:
+        return list(pool.map(lambda name: _load_one(root / name, load_size), names))
+
+    return decode
 
 
-def _load_one(path: Path, load_size: int) -> torch.Tensor | None:
+def _load_one(path: Path, load_size: int) -> np.ndarray | None:
+    """The image at `path` resized and centre-cropped, as (L, L, 3) uint8 (a pack's row layout); None if unreadable."""
     image = read_image(path)
-    return None if image is None else resize_center_crop(image, load_size)
+    return None if image is None else resize_center_crop(image, load_size).permute(1, 2, 0).numpy()
 
 
-def _decode_all(files: Sequence[Path], load_size: int, label: str) -> tuple[torch.Tensor, list[Path]]:
-    """Decode and resize `files` into a preallocated uint8 (N, 3, L, L) tensor (threads overlap PIL decoding, which
-    releases the GIL). Returns the readable images, in file order, and the skipped paths."""
-    out = torch.empty((len(files), 3, load_size, load_size), dtype=torch.uint8)
-    skipped: list[Path] = []
-    count = 0
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with _progress(len(files), label) as advance, ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(files), _CHUNK):
-            chunk = files[start : start + _CHUNK]
-            for path, image in zip(chunk, pool.map(_load_one, chunk, [load_size] * len(chunk)), strict=True):
-                if image is None:
-                    skipped.append(path)
-                else:
-                    out[count] = image
-                    count += 1
-                advance()
-    # A view when files were skipped: the few unused rows are not worth a full copy of the dataset.
-    return (out if count == len(files) else out[:count]), skipped
-
-
-class _FilesPerSecond(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.0f} files/s" if speed else "- files/s", style="progress.data.speed")
-
-
-@contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on stderr for large folders (interactive terminals only); yields a function that advances
-    it by one file."""
-    console = Console(stderr=True)
-    if total <= PROGRESS_MIN_FILES or not console.is_terminal:
-        yield lambda: None
-        return
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _FilesPerSecond(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda: progress.advance(task)
-
-
-def _hash_order(files: Sequence[Path], root: Path) -> list[Path]:
-    """`files` ordered by the SHA-1 of their path relative to `root` (ties, impossible in practice, by the path)."""
-
-    def key(path: Path) -> tuple[str, str]:
-        rel = _relative(path, root)
-        return hashlib.sha1(rel.encode("utf-8")).hexdigest(), rel
-
-    return sorted(files, key=key)
+def _hash_order(names: Sequence[str]) -> list[str]:
+    """`names` ordered by the SHA-1 of the relative path (ties, impossible in practice, by the path)."""
+    return sorted(names, key=lambda name: (hashlib.sha1(name.encode("utf-8")).hexdigest(), name))
 
 
 def _relative(path: Path, root: Path) -> str:

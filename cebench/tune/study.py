@@ -18,6 +18,7 @@ from rich.progress import Progress
 from cebench.checkpoint import write_run_config
 from cebench.config import Variant
 from cebench.data.folder import split_files
+from cebench.data.source import open_pack, pack_rows
 from cebench.errors import UserError
 from cebench.imageio import remove_temp_files, write_text
 from cebench.results import RESULTS_CSV, append_rows
@@ -255,4 +256,6 @@ def run_tune(
 def _n_train(spec: TuneSpec) -> int:
     if spec.data.name == "folder" and spec.data.path is not None:
         return len(split_files(spec.data.path, spec.data.n_val, spec.data.n_test, spec.data.n_train)["train"])
+    if spec.data.name == "pack":  # also refuses a pack made for another image size, before any work
+        return len(pack_rows(spec.data, open_pack(spec.data, spec.variant({})[0].image_size), "train"))
     return spec.data.n_train or 0
