@@ -38,7 +38,7 @@ epochs: 3
     ("name: x\noverrides: {lr: 1}\n", "unknown variant field 'lr'; valid: image_size"),
     ("name: x\npreset: nope\n", "unknown preset 'nope'; valid: channelwise2016"),
     ("name: x\naxes: {loss: [l2, l3]}\n", "loss: Input should be 'l2' or 'joint'"),
-    ("name: x\ndata: {name: web}\n", "data.name: Input should be 'landscapes' or 'folder'"),
+    ("name: x\ndata: {name: web}\n", "data.name: Input should be 'landscapes', 'folder' or 'pack'"),
     ("name: x\ndata: {colour: 1}\n", "data.colour: unknown field; valid: name, path"),
     ("name: x\naxes: {loss: []}\n", "axis 'loss' has no values"),
     ("name: [x\n", "not valid YAML"),

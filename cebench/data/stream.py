@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -103,7 +103,7 @@ class Streamed:
 
     def batches(
         self, order: torch.Tensor, start_step: int, batch_size: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
         positions = order.cpu().numpy()  # a copy back from the device only when resuming from a checkpoint's order
         steps = len(positions) // batch_size
         per_block = max(1, self.block_images // batch_size)
