@@ -166,3 +166,23 @@ batch_size: 2
     result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "runs"), "--device", "cpu"])
     assert result.exit_code == 2 and "made for 32 px images" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("layout", [False, True])
+def test_probe_labels_of_a_pack_are_its_folders(tmp_path: Path, layout: bool) -> None:
+    from cebench.probe.labels import load_labelled
+
+    root = tmp_path / "imgs"
+    for i, cls in enumerate(["cat", "dog"] * 5):
+        split = ("test" if i < 4 else "train") + "/" if layout else ""
+        path = root / f"{split}{cls}" / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((32, 32, 3), i * 20, dtype=np.uint8)).save(path)
+    pack_or_load(root, 32, 32, out=tmp_path / "pack")
+    for split in ("train", "test"):
+        kw = {"n_val": 0, "n_test": 4, "load_size": 32}
+        from_folder = load_labelled(DataConfig(name="folder", path=root, **kw), split, 32, torch.device("cpu"))
+        from_pack = load_labelled(DataConfig(name="pack", path=tmp_path / "pack", **kw), split, 32, torch.device("cpu"))
+        assert torch.equal(from_folder.images, from_pack.images)
+        assert from_folder.classes == from_pack.classes == {"class": ("cat", "dog")}
+        assert all(torch.equal(from_folder.labels[k], from_pack.labels[k]) for k in from_folder.labels)

@@ -15,7 +15,7 @@ import torch
 from cebench.config import DataConfig
 from cebench.data import landscapes
 from cebench.data.folder import load_folder_files
-from cebench.data.source import default_load_size, landscape_indices, load_split
+from cebench.data.source import default_load_size, landscape_indices, load_split, open_pack, pack_rows
 from cebench.errors import UserError, choices
 
 # Tasks that need more than a few pixels: a linear classifier on a 4x4 thumbnail stays near chance on them (tested),
@@ -54,16 +54,25 @@ def load_labelled(data: DataConfig, split: str, image_size: int, device: torch.d
         attrs = landscapes.attributes(data.seed, landscape_indices(data, split))
         return Labelled(images, attrs, dict(landscapes.ATTRIBUTES))
     assert data.path is not None
-    images, files = load_folder_files(data.path, split, image_size, data.load_size or default_load_size(image_size),
-                                      n_val=data.n_val, n_test=data.n_test, n_train=data.n_train)
-    names = [class_of(data.path, f) for f in files]
+    if data.name == "pack":  # the folder's file names are in the pack: the same classes as the folder's
+        pack = open_pack(data, image_size)
+        rows = pack_rows(data, pack, split)
+        images, files = pack.read(rows), [pack.files[r] for r in rows]
+        layout = {f.split("/")[0] for f in pack.files} >= {"train", "test"}
+    else:
+        images, files = load_folder_files(data.path, split, image_size,
+                                          data.load_size or default_load_size(image_size),
+                                          n_val=data.n_val, n_test=data.n_test, n_train=data.n_train)
+        layout = (Path(data.path) / "train").is_dir() and (Path(data.path) / "test").is_dir()
+    names = [class_of(data.path, f, layout) for f in files]
     return _by_name(images.to(device), names, tuple(sorted(set(names))))
 
 
-def class_of(root: Path, relative: str) -> str:
-    """The class of an image: its first folder level under `root` (under root/train/ etc. when the splits are folders)."""
+def class_of(root: Path, relative: str, layout: bool) -> str:
+    """The class of an image: its first folder level under `root` (under root/train/ etc. when `layout`, the splits
+    are folders)."""
     parts = relative.split("/")
-    if parts[0] in ("train", "val", "test") and (Path(root) / "train").is_dir() and (Path(root) / "test").is_dir():
+    if parts[0] in ("train", "val", "test") and layout:
         parts = parts[1:]
     if len(parts) < 2:
         raise UserError(f"data folder '{root}': {relative} is not inside a class folder (a labelled folder holds one "

@@ -204,8 +204,8 @@ def _rows(base: dict[str, Any], cfg: ProbeConfig, pdata: DataConfig, splits: Spl
 
 
 def _describe(data: DataConfig) -> str:
-    if data.name == "folder":
-        return f"folder {data.path}"
+    if data.name in ("folder", "pack"):
+        return f"{data.name} {data.path}"
     return f"landscapes seed {data.seed}"
 
 

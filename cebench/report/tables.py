@@ -59,7 +59,8 @@ FILL_FLAG = " (≤ fill)"
 def data_name(row: pd.Series) -> str:
     """The data as what it is: 'procedural landscapes (synthetic), 150 test images, 64 px'."""
     name = "procedural landscapes (synthetic)" if row.get("data_name") == "landscapes" else \
-        f"image folder {row.get('data_path')}" if row.get("data_name") == "folder" else str(row.get("data_name"))
+        f"image {row.get('data_name')} {row.get('data_path')}" if row.get("data_name") in ("folder", "pack") else \
+        str(row.get("data_name"))
     return f"{name}, {int(row['n_test'])} test images, {int(row['image_size'])} px"
 
 
