@@ -153,7 +153,8 @@ class Streamed:
                     if done is not None:
                         done.synchronize()  # this buffer's previous copy has left it (waits here, in this thread)
                     out = host[: len(rows)]
-                    np.take(self.pack.array, rows, axis=0, out=out.numpy())
+                    # mode "clip" (the rows are valid anyway) writes straight into `out`; "raise" buffers a copy
+                    np.take(self.pack.array, rows, axis=0, out=out.numpy(), mode="clip")
                     with torch.cuda.stream(side):
                         images = out.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
                         copies[i % 2] = event = torch.cuda.Event()
