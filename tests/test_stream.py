@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+import cebench.data.stream as stream_module
 from cebench.config import DataConfig, Spec
 from cebench.data.pack import Pack, plan, write_pack
 from cebench.data.source import load_train
@@ -104,7 +105,10 @@ batch_size: 8
 """
 
 
-def test_training_on_a_streamed_pack_equals_training_on_it_loaded(tmp_path: Path) -> None:
+def test_training_on_a_streamed_pack_equals_training_on_it_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_module, "BLOCK_IMAGES", 16)  # several blocks an epoch: 44 training images, batch 8
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (60, 36, 36, 3), dtype=np.uint8)
     wanted = plan("generated", "-", [f"{i:05d}.png" for i in range(60)], 32, 36)
@@ -115,6 +119,7 @@ def test_training_on_a_streamed_pack_equals_training_on_it_loaded(tmp_path: Path
         spec = Spec.model_validate(yaml.safe_load(SPEC.format(path=tmp_path / "pack", stream=stream)))
         source = load_train(spec.data, 32, torch.device("cpu"))
         assert isinstance(source, Streamed if stream == "always" else InMemory)
+        assert not isinstance(source, Streamed) or source.block_images == 16
         tables[stream] = run_spec(spec, tmp_path / stream, torch.device("cpu"))
     metrics = [c for c in tables["never"].columns if c.endswith("_mean")]
     assert metrics

@@ -90,10 +90,12 @@ class Streamed:
 
     `rows` are the split's rows in the pack, ascending: position i of the split is pack row rows[i]."""
 
-    def __init__(self, pack: Pack, rows: np.ndarray, device: torch.device, block_images: int = BLOCK_IMAGES) -> None:
+    def __init__(
+        self, pack: Pack, rows: np.ndarray, device: torch.device, block_images: int | None = None
+    ) -> None:
         self.pack, self.rows, self.device = pack, np.asarray(rows, dtype=np.int64), torch.device(device)
         self.chunk = int(pack.index["chunk"])
-        self.block_images = block_images
+        self.block_images = BLOCK_IMAGES if block_images is None else block_images
 
     def __len__(self) -> int:
         return len(self.rows)
