@@ -171,6 +171,8 @@ def gather(spec: Spec, out_root: Path, storage: str | None, *, console: Console 
     console = console or Console(stderr=True)
     spec_dir = spec_folder(out_root, spec.name)
     with FolderLock(spec_dir, "cebench results", shared=True):
+        if not (spec_dir / SPEC_JSON).is_file():  # a machine that trained none of them: `report` names the spec
+            write_text(spec_dir / SPEC_JSON, spec.model_dump_json(indent=2))
         if storage is not None:
             return assemble_results(GridStore(spec, storage, create=False), spec_dir, console)
         with FileLock(spec_dir / RESULTS_LOCK):
