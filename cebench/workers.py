@@ -9,6 +9,7 @@ more machine) continues the grid. The spec folder's lock is taken shared by ever
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 import time
 from pathlib import Path
@@ -135,6 +136,11 @@ def _spawn(spec: Spec, url: str, spec_dir: Path, devices: list[torch.device], st
                 progress.update(bar, completed=store.progress()[0])
                 time.sleep(POLL_S)
             progress.update(bar, completed=store.progress()[0])
+    except BaseException:  # Ctrl-C here (the workers ignore SIGINT): one SIGTERM each, so each checkpoints and stops
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        raise
     finally:
         for p in procs:
             p.join()
@@ -147,6 +153,7 @@ def _spawn(spec: Spec, url: str, spec_dir: Path, devices: list[torch.device], st
 def _worker_main(spec_json: str, url: str, spec_dir: str, device: str, threads: int) -> None:
     """A spawned worker: the same loop as a single one, its lines prefixed with its device."""
     console, label = Console(stderr=True), escape(f"[{device}] ")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent passes it on once
     if device == "cpu":
         torch.set_num_threads(threads)
     try:
