@@ -131,13 +131,20 @@ def run(
     if devices is not None and device != "auto":
         raise UserError("--device and --devices contradict each other; pass one")
     loaded = load_spec(spec)
-    if devices is not None or storage is not None:
+    if devices is not None:
         from cebench.workers import parse_devices, run_on_devices
 
-        devs = parse_devices(devices) if devices is not None else [pick_device(device)]
+        devs = parse_devices(devices)
         table = run_on_devices(loaded, devs, out_root=out, storage=storage, overwrite=overwrite,
                                retry_diverged=retry_diverged, console=err_console)
         where = ", ".join(map(str, devs))
+    elif storage is not None:
+        from cebench.workers import run_shared
+
+        dev = pick_device(device)
+        table = run_shared(loaded, storage, dev, out_root=out, overwrite=overwrite, retry_diverged=retry_diverged,
+                           console=err_console)
+        where = str(dev)
     else:
         dev = pick_device(device)
         table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, retry_diverged=retry_diverged,

@@ -78,12 +78,13 @@ def run_on_devices(
 
 
 def run_shared(
-    spec: Spec, storage_url: str, device: torch.device, *, out_root: Path, retry_diverged: bool = False,
-    console: Console | None = None,
+    spec: Spec, storage_url: str, device: torch.device, *, out_root: Path, overwrite: bool = False,
+    retry_diverged: bool = False, console: Console | None = None,
 ) -> pd.DataFrame:
-    """One worker in this process, sharing the grid with every machine that runs the same command on `storage_url`."""
-    return _grid(spec, [device], out_root=out_root, storage=storage_url, overwrite=False, retry_diverged=retry_diverged,
-                 console=console or Console(stderr=True))
+    """One worker in this process, sharing the grid with every machine that runs the same command on `storage_url`
+    (`overwrite` is refused: they may be training it)."""
+    return _grid(spec, [device], out_root=out_root, storage=storage_url, overwrite=overwrite,
+                 retry_diverged=retry_diverged, console=console or Console(stderr=True))
 
 
 def _grid(

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,11 @@ def test_workers_on_two_devices_train_each_run_exactly_once(tmp_path: Path) -> N
     for run in RUNS:
         assert (tmp_path / "elsewhere" / "grid" / run / "per_image.csv").read_text() == \
             (spec_dir / run / "per_image.csv").read_text()
+    # A third machine reports straight from the study (the spec comes with it).
+    code, out_text = invoke("report", "--storage", url, tmp_path / "third" / "grid", "--out", tmp_path / "report")
+    assert code == 0 and "Traceback" not in out_text, out_text
+    assert "lambda_adv" in (tmp_path / "report" / "report.md").read_text()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "third" / "grid" / "results.csv"), here)
 
 
 @pytest.mark.parametrize("server", ["journal", "postgresql"])
@@ -139,6 +146,28 @@ def test_a_killed_worker_has_its_run_completed_by_the_other(tmp_path: Path, serv
     assert {r: starts(spec_dir / r) for r in RUNS} == {r: 2 if r == killed_run else 1 for r in RUNS}
 
 
+def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path: Path) -> None:
+    spec, out = write_spec(tmp_path, overrides={**TINY, "epochs": 3, "overlap": 2}), tmp_path / "runs"
+    args = ("run", spec, "--out", out, "--devices", "cpu,cpu")
+    grid = cebench(*args)
+    spec_dir = out / "grid"
+    deadline = time.monotonic() + 300
+    while not any((spec_dir / r / "state.pt").is_file() for r in RUNS):  # a worker is mid-run
+        assert grid.poll() is None and time.monotonic() < deadline, grid.communicate()[0]
+        time.sleep(0.1)
+    grid.send_signal(signal.SIGINT)  # to the parent alone: it stops its workers itself
+    log = grid.communicate(timeout=300)[0]
+    assert grid.returncode == 130 and "interrupted" in log and "Traceback" not in log, log
+    url = f"journal:{spec_dir / 'grid.log'}"
+    assert [t for t in study("grid", url).trials if t.state == TrialState.FAIL]  # given back, or found dead later
+
+    again = cebench(*args)
+    log = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, log
+    check_finished_once(spec_dir, url)
+    assert all(1 <= starts(spec_dir / r) <= 2 for r in RUNS)
+
+
 def test_a_study_holding_another_grid_is_refused(tmp_path: Path) -> None:
     url = f"journal:{tmp_path / 'shared.log'}"
     (tmp_path / "first").mkdir()
@@ -164,6 +193,17 @@ def test_a_device_that_does_not_exist_is_one_line(tmp_path: Path, devices: str, 
     code, out = invoke("run", write_spec(tmp_path), "--out", tmp_path / "runs", "--devices", devices)
     assert code == 2 and out.count("error:") == 1 and needle in out and "Traceback" not in out, out
     assert not (tmp_path / "runs" / "grid").exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--storage", "journal:{tmp}/g.log", "--overwrite"), "--overwrite with --storage journal:"),
+    (("--devices", "cpu,cpu", "--device", "cpu"), "--device and --devices contradict each other"),
+    (("--storage", "redis://host/0"), "--storage redis://host/0: unsupported; valid: sqlite:///PATH, journal:PATH"),
+])
+def test_contradictory_grid_options_are_one_line(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
+    code, out = invoke("run", write_spec(tmp_path), "--out", tmp_path / "runs",
+                       *(a.format(tmp=tmp_path) for a in args))
+    assert code == 2 and out.count("error:") == 1 and needle in out and "Traceback" not in out, out
 
 
 def test_a_cuda_index_beyond_the_machine_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
