@@ -117,6 +117,9 @@ def run(
     resume: Annotated[bool, typer.Option(help="continue interrupted runs, skip finished ones")] = False,
     overwrite: Annotated[bool, typer.Option(help="delete this spec's earlier runs and start over")] = False,
     retry_diverged: Annotated[bool, typer.Option(help="with --resume: train diverged runs again")] = False,
+    devices: Annotated[str | None, typer.Option(help="one worker per device, e.g. cuda:0,cuda:1 (implies --resume)")] = None,
+    storage: Annotated[str | None, typer.Option(help="share the grid with every machine running this command: "
+                                                "journal:F.log, postgresql://USER@HOST/DB (implies --resume)")] = None,
 ) -> None:
     """Train and score every run of an ablation spec; one row per run in runs/<spec>/results.csv."""
     from cebench.device import pick_device
@@ -125,11 +128,29 @@ def run(
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass one")
+    if devices is not None and device != "auto":
+        raise UserError("--device and --devices contradict each other; pass one")
     loaded = load_spec(spec)
-    dev = pick_device(device)
-    table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, retry_diverged=retry_diverged,
-                     console=err_console)
-    _print_results(table, f"{loaded.name}: {len(table)} runs on {dev} -> {out / loaded.name / 'results.csv'}")
+    if devices is not None:
+        from cebench.workers import parse_devices, run_on_devices
+
+        devs = parse_devices(devices)
+        table = run_on_devices(loaded, devs, out_root=out, storage=storage, overwrite=overwrite,
+                               retry_diverged=retry_diverged, console=err_console)
+        where = ", ".join(map(str, devs))
+    elif storage is not None:
+        from cebench.workers import run_shared
+
+        dev = pick_device(device)
+        table = run_shared(loaded, storage, dev, out_root=out, overwrite=overwrite, retry_diverged=retry_diverged,
+                           console=err_console)
+        where = str(dev)
+    else:
+        dev = pick_device(device)
+        table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, retry_diverged=retry_diverged,
+                         console=err_console)
+        where = str(dev)
+    _print_results(table, f"{loaded.name}: {len(table)} runs on {where} -> {out / loaded.name / 'results.csv'}")
     _print_references(table)
     diverged = int((table["status"] != "ok").sum()) if "status" in table else 0
     if diverged:
@@ -178,6 +199,26 @@ def _print_results(table: Any, title: str) -> None:
 
 
 _SUMMARY = (("l1", "L1 %", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 3), ("sharpness", "sharp", 2))
+
+
+@app.command()
+@user_errors
+def results(
+    spec: Annotated[Path, typer.Argument(help="ablation spec (YAML)")],
+    storage: Annotated[str | None, typer.Option(help="also gather the rows every worker stored there (any machine)")] = None,
+    out: Annotated[Path, typer.Option(help="root folder of run outputs")] = Path("runs"),
+) -> None:
+    """The one results table of a spec: runs/<spec>/results.csv rebuilt from its runs (with --storage, from every
+    worker's rows), printed."""
+    from cebench.spec import load_spec
+    from cebench.workers import gather
+
+    loaded = load_spec(spec)
+    table = gather(loaded, out, storage, console=err_console)
+    if table.empty:
+        raise UserError(f"{out / loaded.name}: no finished runs yet (run `cebench run {spec}` first)")
+    _print_results(table, f"{loaded.name}: {len(table)} runs -> {out / loaded.name / 'results.csv'}")
+    _print_references(table)
 
 
 @app.command("eval")
@@ -331,11 +372,17 @@ def probe(
 def report_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="runs/<spec>/ folders (each with results.csv)")],
     out: Annotated[Path | None, typer.Option(help="report folder (default reports/<spec>, '+'-joined for several)")] = None,
+    storage: Annotated[str | None, typer.Option(help="first gather the rows every worker stored there; inputs may then "
+                                                "be specs (YAML), gathered into runs/<spec>/")] = None,
 ) -> None:
     """Tables against the published baselines and same-image references, ablation statistics, figures, galleries:
     Markdown, HTML, a LaTeX article; figures as PDF, PNG and CSV."""
     from cebench.report import report
 
+    if storage is not None:
+        from cebench.workers import gather_input
+
+        inputs = [gather_input(path, storage, console=err_console) for path in inputs]
     folder = report(inputs, out, console=err_console)
     console.print(f"wrote {folder / 'report.md'}, {folder / 'report.html'} and {folder / 'report.tex'}")
 

@@ -84,16 +84,7 @@ def run_spec(
     console = console or Console(stderr=True)
     plans = expand(spec)
     run_ids = [p.run_id for p in plans]
-    if spec.data.name == "folder" and spec.data.path is not None:
-        # A missing or empty folder, or too few training images, fails before any work.
-        counts = split_files(spec.data.path, spec.data.n_val, spec.data.n_test, spec.data.n_train)
-        check_batches(plans, len(counts["train"]), f"data folder {spec.data.path}")
-    if spec.data.name == "pack":  # a missing pack, or one made for another image size, fails before any work too
-        for size in sorted({p.variant.image_size for p in plans}):
-            check_batches(plans, len(pack_rows(spec.data, open_pack(spec.data, size), "train")), f"pack {spec.data.path}")
-    spec_dir = spec_folder(out_root, spec.name)
-    if (spec_dir / TUNE_SPEC).is_file():
-        raise UserError(f"{spec_dir} holds the tune study {spec.name!r}; give the run spec another name")
+    spec_dir = run_folder(spec, plans, out_root)
     with FolderLock(spec_dir):
         started = [r for r in run_ids if (spec_dir / r).exists()]
         if started and not (resume or overwrite):
@@ -122,7 +113,7 @@ def run_spec(
                         remove_runs(spec_dir, [plan.run_id], tables=False)
                     row = train_or_record_divergence(spec, plan, run_dir, splits, device, progress)
                     table = write_results(spec_dir, run_ids)
-                    progress.console.print(_outcome(row))
+                    progress.console.print(outcome(row))
                 progress.advance(overall)
         if spec.probe is not None:  # the spec asks what the encoders learned: `cebench probe` on the finished runs
             from cebench.probe import probe_runs
@@ -131,28 +122,45 @@ def run_spec(
     return table
 
 
+def run_folder(spec: Spec, plans: list[RunPlan], out_root: Path) -> Path:
+    """The spec's folder under `out_root`, created, once its data is known to suffice (a missing or empty folder, or
+    too few training images, fails before any work) and it is not a tune study's."""
+    if spec.data.name == "folder" and spec.data.path is not None:
+        counts = split_files(spec.data.path, spec.data.n_val, spec.data.n_test, spec.data.n_train)
+        check_batches(plans, len(counts["train"]), f"data folder {spec.data.path}")
+    if spec.data.name == "pack":  # a missing pack, or one made for another image size, fails before any work too
+        for size in sorted({p.variant.image_size for p in plans}):
+            check_batches(plans, len(pack_rows(spec.data, open_pack(spec.data, size), "train")), f"pack {spec.data.path}")
+    spec_dir = spec_folder(out_root, spec.name)
+    if (spec_dir / TUNE_SPEC).is_file():
+        raise UserError(f"{spec_dir} holds the tune study {spec.name!r}; give the run spec another name")
+    return spec_dir
+
+
 def train_or_record_divergence(
-    spec: Spec, plan: RunPlan, run_dir: Path, splits: SplitCache, device: torch.device, progress: Progress,
+    spec: Spec, plan: RunPlan, run_dir: Path, splits: SplitCache, device: torch.device, progress: Progress | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One run of the grid, continued from its checkpoint if it has one: its row, or a `diverged` row (written to
-    result.json like any other) when it diverged."""
+    """One run of the grid, continued from its checkpoint if it has one: its row (with `extra` columns), or a
+    `diverged` row (written to result.json like any other) when it diverged."""
     data = splits.get(spec.data, plan.variant.image_size)
     try:
         return train_and_score(spec, plan, run_dir, data, device, resume=(run_dir / STATE).is_file(),
-                               progress=progress)
+                               progress=progress, extra=extra)
     except Diverged as e:
-        for task in progress.tasks[1:]:  # the run's own bar stops where it diverged
-            progress.update(task.id, visible=False)
+        if progress is not None:
+            for task in progress.tasks[1:]:  # the run's own bar stops where it diverged
+                progress.update(task.id, visible=False)
         row = make_row(spec=spec.name, run_id=plan.run_id, variant=plan.variant, data=spec.data, seed=plan.seed,
                        summary={}, n_test=len(data.test), device=device, status="diverged", reason=str(e),
-                       extra={f"axis_{k}": v for k, v in plan.axes.items()})
+                       extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})})
         write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
         with run_log(run_dir) as log:
             log(f"diverged: {e}")
         return row
 
 
-def _outcome(row: dict[str, Any]) -> str:
+def outcome(row: dict[str, Any]) -> str:
     if row["status"] != "ok":
         return (f"[yellow]{row['run_id']}: {row['status']}[/] ({row['reason']}); recorded, the grid goes on "
                 "(--resume --retry-diverged trains it again)")
@@ -173,8 +181,10 @@ def run_log(run_dir: Path) -> Iterator[Callable[[str], None]]:
 def train_and_score(
     spec: Spec, plan: RunPlan, run_dir: Path, splits: Splits, device: torch.device, *, resume: bool,
     progress: Progress | None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One run: fit, score on the test split, write per-image scores, samples and the result row into `run_dir`."""
+    """One run: fit, score on the test split, write per-image scores, samples and the result row (with `extra`
+    columns) into `run_dir`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(run_dir, plan.variant, spec.data, plan.seed)
     with run_log(run_dir) as log:
@@ -182,7 +192,7 @@ def train_and_score(
         result = fit(plan.variant, splits.train, splits.val, plan.seed, run_dir, resume=resume,
                      progress=progress, log=log, on_epoch=on_epoch)
         row = score_run(spec.name, plan.run_id, plan.variant, spec.data, plan.seed, result, splits.test, run_dir,
-                        device, extra={f"axis_{k}": v for k, v in plan.axes.items()})
+                        device, extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})})
         log(f"test: {json.dumps({k: row[k] for k in row if k.endswith('_mean')})}")
     return row
 

@@ -45,34 +45,47 @@ def spec_folder(out_root: Path, name: str) -> Path:
 
 
 class FolderLock:
-    """Exclusive use of a folder by this process, held until `release` (or the process's death)."""
+    """Use of a folder by this process, held until `release` (or the process's death). Exclusive by default; with
+    `shared`, the grid workers of `cebench run --devices/--storage` hold it together (they coordinate through their
+    study), while a plain `cebench run` of the same spec still excludes them all, and they it."""
 
-    def __init__(self, folder: Path, what: str = "cebench run") -> None:
-        self.path, self.what = folder / LOCK, what
+    def __init__(self, folder: Path, what: str = "cebench run", *, shared: bool = False) -> None:
+        self.path, self.what, self.shared = folder / LOCK, what, shared
         self._file: Any = None
 
     def __enter__(self) -> FolderLock:
         handle = open(self.path, "a+")  # held until release; "a+" leaves the holder's note intact
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if _try_lock(handle, fcntl.LOCK_EX):  # nobody holds it: ours, with our note
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise UserError(f"{self.path.parent} is in use by {holder}; wait for it to finish, or stop it and rerun "
-                            "with --resume") from None
+            handle.truncate()
+            since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+            handle.write(f"{self.what} (pid {os.getpid()} on {socket.gethostname()}, since {since})\n")
+            handle.flush()
+            # A grid worker lets the others in; the note keeps naming the first of them.
+            if not self.shared or _try_lock(handle, fcntl.LOCK_SH):
+                self._file = handle
+                return self
+        elif self.shared and _try_lock(handle, fcntl.LOCK_SH):  # other grid workers hold it
+            self._file = handle
+            return self
         handle.seek(0)
-        handle.truncate()
-        since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        handle.write(f"{self.what} (pid {os.getpid()} on {socket.gethostname()}, since {since})\n")
-        handle.flush()
-        self._file = handle
-        return self
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"{self.path.parent} is in use by {holder}; wait for it to finish, or stop it and rerun "
+                        "with --resume")
 
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self._file.close()  # closing releases the lock; the file stays, so the lock is never on two inodes
             self._file = None
+
+
+def _try_lock(handle: Any, kind: int) -> bool:
+    try:
+        fcntl.flock(handle, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -35,6 +35,15 @@ from pathlib import Path
 from rich.console import Console
 
 from cebench.errors import UserError
+from cebench.storage import (
+    HEARTBEAT_S,
+    FileLock,
+    counted,
+    default_storage,
+    open_storage,
+    reclaim_dead_workers,
+    worker_id,
+)
 from cebench.tune.outputs import (
     best_spec_yaml,
     best_trial,
@@ -46,15 +55,6 @@ from cebench.tune.outputs import (
     write_plots,
 )
 from cebench.tune.spec import METRICS, TUNABLE, Direction, Range, TuneSpec, load_tune_spec, parse_duration
-from cebench.tune.storage import (
-    HEARTBEAT_S,
-    FileLock,
-    counted,
-    default_storage,
-    open_storage,
-    reclaim_dead_workers,
-    worker_id,
-)
 from cebench.tune.study import Objective, make_pruner, make_sampler, open_study, run_tune
 
 __all__ = [

@@ -20,8 +20,8 @@ from rich.table import Table
 
 from cebench.errors import UserError, choices
 from cebench.imageio import atomic_path
+from cebench.storage import counted
 from cebench.tune.spec import TuneSpec
-from cebench.tune.storage import counted
 
 
 def summary_line(spec: TuneSpec, study: optuna.Study, all_trials: list[FrozenTrial] | None = None) -> str:

@@ -25,20 +25,20 @@ from cebench.results import RESULTS_CSV, append_rows
 from cebench.run import TUNE_SPEC, SplitCache, Splits, make_progress, run_log, score_run
 from cebench.spec import RunPlan, check_batches
 from cebench.spec_folder import SPEC_JSON, spec_changes, spec_folder
+from cebench.storage import (
+    FileLock,
+    Heartbeat,
+    counted,
+    default_storage,
+    journal_path,
+    open_storage,
+    reclaim_dead_workers,
+    shown,
+    worker_id,
+)
 from cebench.train import Diverged, fit
 from cebench.tune.outputs import summary_line, trial_line, write_outputs
 from cebench.tune.spec import TuneSpec
-from cebench.tune.storage import (
-    FileLock,
-    Heartbeat,
-    _journal_path,
-    _shown,
-    counted,
-    default_storage,
-    open_storage,
-    reclaim_dead_workers,
-    worker_id,
-)
 
 
 def make_sampler(spec: TuneSpec, n_trials_before: int) -> optuna.samplers.BaseSampler:
@@ -58,8 +58,8 @@ def make_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
 def open_study(spec: TuneSpec, url: str, *, create: bool = True) -> optuna.Study:
     """Create the study named after the spec, or load it when it exists (several workers may race to create it)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # cebench prints its own line per trial
-    missing = f"no study {spec.name!r} in {_shown(url)}: run `cebench tune` on this spec first"
-    local = _journal_path(url) or (Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None)
+    missing = f"no study {spec.name!r} in {shown(url)}: run `cebench tune` on this spec first"
+    local = journal_path(url) or (Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None)
     if not create and local is not None and not local.is_file():
         raise UserError(missing)  # do not create an empty database just to look into it
     for attempt in range(3):
@@ -77,11 +77,11 @@ def open_study(spec: TuneSpec, url: str, *, create: bool = True) -> optuna.Study
         except Exception as e:  # e.g. two workers creating the tables at once: try again
             if attempt == 2:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise UserError(f"--storage {_shown(url)}: cannot open study {spec.name!r} ({first})") from None
+                raise UserError(f"--storage {shown(url)}: cannot open study {spec.name!r} ({first})") from None
             time.sleep(0.5 + attempt)
     found = [d.name.lower() for d in study.directions]
     if found != spec.directions:
-        raise UserError(f"study {spec.name!r} in {_shown(url)} optimises {found}, the spec says {spec.directions}; "
+        raise UserError(f"study {spec.name!r} in {shown(url)} optimises {found}, the spec says {spec.directions}; "
                         "rename the spec or use another --storage")
     if create:
         check_same_search(study, spec, url)
@@ -102,7 +102,7 @@ def check_same_search(study: optuna.Study, spec: TuneSpec, url: str) -> None:
         return
     changes = spec_changes(saved, search)
     if changes:
-        raise UserError(f"study {spec.name!r} in {_shown(url)} was run with other settings ({'; '.join(changes)}); "
+        raise UserError(f"study {spec.name!r} in {shown(url)} was run with other settings ({'; '.join(changes)}); "
                         "its trials would not compare: give the spec a new name or use another --storage")
 
 
@@ -135,7 +135,7 @@ class Objective:
         trial.set_user_attr("overrides", overrides)
         beating = isinstance(trial.study._storage, optuna.storages.JournalStorage)
         try:
-            with Heartbeat(trial) if beating else contextlib.nullcontext():
+            with Heartbeat(trial.study, trial._trial_id) if beating else contextlib.nullcontext():
                 return self._train(trial, variant)
         except Diverged as e:
             trial.set_user_attr("fail_reason", str(e))
@@ -210,7 +210,7 @@ def run_tune(
     write_text(study_dir / TUNE_SPEC, spec.model_dump_json(indent=2))
     splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
     deadline = time.monotonic() + timeout_s if timeout_s else None
-    console.print(f"study {spec.name!r} in {escape(_shown(url))}: budget {budget} trials, objective "
+    console.print(f"study {spec.name!r} in {escape(shown(url))}: budget {budget} trials, objective "
                   + ", ".join(f"{m} ({d})" for m, d in zip(spec.objectives, spec.directions, strict=True)))
 
     with make_progress(console) as progress:
