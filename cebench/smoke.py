@@ -18,7 +18,8 @@ RUN_COLUMNS = ["spec", "run_id", "seed", "train_time_s", "images_per_s", "device
 
 def check(table: pd.DataFrame) -> list[str]:
     """Problems found in the table; empty when every run has its columns and beats both references."""
-    expected = RUN_COLUMNS + list(Variant.model_fields) + [f"data_{k}" for k in DataConfig.model_fields] + METRIC_COLUMNS
+    data_columns = [f"data_{k}" for k, f in DataConfig.model_fields.items() if not f.exclude]  # exclude: not in a row
+    expected = RUN_COLUMNS + list(Variant.model_fields) + data_columns + METRIC_COLUMNS
     problems = [f"missing column {c}" for c in expected if c not in table]
     if problems or table.empty:
         return problems or ["the table has no rows"]
