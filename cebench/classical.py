@@ -43,7 +43,9 @@ def _biharmonic(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
 
 def _opencv(flag: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        u8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+        # Luma can land on an exact half (e.g. 127.5); the last bit of a float sum, which depends on summation order
+        # (BLAS, threads), must not decide which way it rounds: snap to 1e-6 first, then round half to even.
+        u8 = np.clip(np.rint(np.round(image * 255.0, 6)), 0, 255).astype(np.uint8)
         return cv2.inpaint(u8, hole.astype(np.uint8), OPENCV_RADIUS, flag).astype(np.float64) / 255.0
 
     return fill

@@ -29,7 +29,7 @@ def direct(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     if method == "biharmonic":
         filled = inpaint_biharmonic(image, hole, channel_axis=-1)
     else:
-        u8 = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+        u8 = np.clip(np.rint(np.round(image * 255, 6)), 0, 255).astype(np.uint8)  # halves: see classical.py
         flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
         filled = cv2.inpaint(u8, hole.astype(np.uint8), 3, flag).reshape(image.shape) / 255.0
     return np.where(hole[..., None], filled, image)
@@ -112,3 +112,14 @@ def test_cebench_score_prints_classical_references_on_the_same_holes(tmp_path: P
     text = console.export_text()
     assert "these predictions" in text and all(m in text for m in CLASSICAL)
     assert "NOT ahead of the best classical reference" in text  # a flat grey fill loses to every one of them
+
+
+def test_a_luma_on_an_exact_half_rounds_the_same_whatever_its_last_bit() -> None:
+    # Summation order (BLAS, thread count) moves a luma of exactly 127.5/255 by an ulp either way; the 8-bit image that
+    # OpenCV sees must not depend on it.
+    half = 127.5 / 255
+    hole = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    hole[..., 6:10, 6:10] = True
+    fills = [inpaint("telea", torch.full((1, 1, 16, 16), v, dtype=torch.float64), hole)[hole]
+             for v in (np.nextafter(half, 0), half, np.nextafter(half, 1))]
+    assert torch.equal(fills[0], fills[1]) and torch.equal(fills[1], fills[2])
