@@ -311,3 +311,12 @@ def test_end_to_end_on_a_real_tiny_run(tmp_path: Path, monkeypatch: pytest.Monke
     results.drop(columns=["lr_scaling"]).to_csv("runs/tiny/results.csv", index=False)
     older = report([Path("runs/tiny")], Path("reports/older"))
     assert (older / "report.html").is_file()
+
+
+def test_a_reduced_run_of_a_shipped_spec_lists_how_it_differs(tmp_path: Path) -> None:
+    """Runs named after ablations/quickstart.yaml: the report says which fields were reduced, and only real ones."""
+    folder = write_spec(tmp_path, "quickstart", {"loss": ["l2", "joint"]}, [0, 1], effect)
+    md = (report([folder], tmp_path / "out") / "report.md").read_text()
+    assert "**Reduced run** of `quickstart`" in md
+    assert "image_size 32" in md and "data.n_train 64" in md
+    assert "data.stream" not in md  # how data is read is not recorded in a row, so it cannot differ

@@ -99,7 +99,9 @@ def _shipped_diff(study: Study, spec: str) -> tuple[Path, list[str]] | None:
         ours, theirs = norm(rows[f]), norm(getattr(p.variant, f) for p in plans)
         if ours != theirs:
             diffs.append(f"{f} {', '.join(ours)} (shipped: {', '.join(theirs)})")
-    for f in DataConfig.model_fields:
+    for f, field in DataConfig.model_fields.items():
+        if field.exclude:  # how the data is read (stream), not which data: a row does not record it
+            continue
         ours, theirs = norm(rows[f"data_{f}"]), norm([getattr(shipped.data, f)])
         if ours != theirs:
             diffs.append(f"data.{f} {', '.join(ours)} (shipped: {', '.join(theirs)})")
