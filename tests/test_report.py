@@ -320,3 +320,25 @@ def test_a_reduced_run_of_a_shipped_spec_lists_how_it_differs(tmp_path: Path) ->
     assert "**Reduced run** of `quickstart`" in md
     assert "image_size 32" in md and "data.n_train 64" in md
     assert "data.stream" not in md  # how data is read is not recorded in a row, so it cannot differ
+
+
+def test_no_figure_text_is_cut_at_the_edge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every title, label and legend of every figure (galleries included) lies inside its figure."""
+    from cebench.report import figures, gallery
+
+    clipped: list[str] = []
+    save = figures.save
+
+    def checked_save(fig: Any, png: Path, numbers: pd.DataFrame) -> Path:
+        clipped.extend(f"{png.name}: {text!r}" for text in figures.clipped_texts(fig))
+        return save(fig, png, numbers)
+
+    monkeypatch.setattr(gallery, "save", checked_save)
+    monkeypatch.setattr(figures, "save", checked_save)
+    spec = Spec(name="a-long-spec-name-for-titles", preset="landscape2023", data=TINY_DATA,
+                overrides={**TINY, "overlap": 2}, axes={"channels": ["rgb", "gray"], "loss": ["l2", "joint"]},
+                seeds=[0], epochs=1, batch_size=16)
+    run_spec(spec, tmp_path / "runs", torch.device("cpu"))
+    report([tmp_path / "runs" / spec.name], tmp_path / "out")
+    assert len(list((tmp_path / "out" / "figures").glob("gallery_*.png"))) == 4
+    assert not clipped, clipped

@@ -63,6 +63,27 @@ def save(fig: Figure, png: Path, numbers: pd.DataFrame) -> Path:
     return png
 
 
+def clipped_texts(fig: Figure) -> list[str]:
+    """What is drawn (partly) outside the figure: a title cut at the edge says less than it should."""
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    def name(artist: Any) -> str:
+        if isinstance(artist, Text):
+            return artist.get_text()
+        if isinstance(artist, Axes):
+            return f"panel {artist.get_title() or artist.get_ylabel()!r}"
+        return type(artist).__name__
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    edge = fig.bbox.padded(1.0)  # a pixel of antialiasing is not clipping
+    # Tight boxes hold only what is drawn (tick labels outside the view limits are made but never drawn).
+    boxes = [(a, a.get_tightbbox(renderer)) for a in fig.get_children() if a is not fig.patch]
+    return [name(a) for a, box in boxes if box is not None and not all(edge.contains(*c) for c in box.corners())]
+
+
 def _wrap(label: str) -> str:
     return label.replace(", ", "\n")
 

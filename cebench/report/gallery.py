@@ -149,7 +149,7 @@ def best_median_worst(variant: str, run_dir: str, shown: Shown, picks: dict[str,
         records.append({"variant": variant, "run_dir": run_dir, "pick": pick, "test_index": i, "column": key,
                         "shown": shown.scores[i][key], "per_image_csv": stored.at[i, key],
                         "shown_ssim": shown.scores[i][key.replace("psnr", "ssim")]})
-    fig.suptitle(f"{variant}: context | prediction (hole PSNR, SSIM) | ground truth", fontsize=7)
+    fig.suptitle(f"{variant}\ncontext | prediction (hole PSNR, SSIM) | ground truth", fontsize=7)
     return save(fig, path, pd.DataFrame(records))
 
 
