@@ -14,7 +14,6 @@ from typing import Final
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
 BASELINES_CSV: Final = Path(__file__).with_name("baselines.csv")
 METRIC_COLUMNS: Final = ("l1", "l2", "psnr", "ssim")
@@ -51,27 +50,31 @@ def convert(value: float, metric: str, value_range: str) -> float:
     return value * CONVENTIONS[value_range].scale.get(metric, 1.0)
 
 
-def _fmt(value: float, metric: str) -> str:
-    if pd.isna(value):
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None or pd.isna(value):
         return "-"
-    return f"{value:.4f}" if metric == "ssim" else f"{value:.2f}"
+    return f"{value:.4f}" if metric.lower() == "ssim" else f"{value:.2f}"
 
 
-def print_baselines(console: Console | None = None) -> None:
+def print_baselines(console: Console | None = None, fmt: str | None = None) -> None:
     """`cebench baselines`: the published numbers with source, dataset and metric convention, then the notes."""
+    from cebench.output import Listing, emit
+
     console = console or Console()
     table = load_baselines()
-    out = Table(title="Published baselines (L1/L2 in %, PSNR in dB, SSIM as a fraction)", show_lines=True)
-    for col in ("source", "row as printed", "dataset", "L1 %", "L2 %", "PSNR", "SSIM", "range"):
-        numeric = col in ("L1 %", "L2 %", "PSNR", "SSIM")
-        out.add_column(col, justify="right" if numeric else "left", no_wrap=numeric)
+    numbers = ["L1 %", "L2 %", "PSNR", "SSIM"]
+    out = Listing("Published baselines (L1/L2 in %, PSNR in dB, SSIM as a fraction)",
+                  ["source", "row as printed", "dataset", *numbers, "range", "region", "convention", "note"],
+                  numeric=set(numbers), prose={"source", "row as printed", "dataset"},
+                  detail={"region", "convention", "note"},
+                  show=lambda column, value: _fmt(value, column) if column in numbers else str(value))
     for _, row in table.iterrows():
-        out.add_row(f"{row['source']}, {row['table']}", str(row["row_label"]), str(row["dataset"]),
-                    *(_fmt(row[m], m) for m in METRIC_COLUMNS), str(row["value_range"]))
-    console.print(out)
-    console.print("[bold]Conventions and notes[/]")
-    for _, row in table.iterrows():
-        note = f" [yellow]Note:[/] {row['note']}" if isinstance(row["note"], str) and row["note"] else ""
-        console.print(f"- [bold]{row['row_label']}[/] ({row['source']}, {row['table']}; region: {row['region']}): "
-                      f"{row['convention']}.{note}", highlight=False, soft_wrap=True)
-    console.print(f"[dim]data: {BASELINES_CSV}[/]")
+        note = row["note"] if isinstance(row["note"], str) and row["note"] else None
+        out.rows.append([f"{row['source']}, {row['table']}", str(row["row_label"]), str(row["dataset"]),
+                         *(None if pd.isna(row[m]) else float(row[m]) for m in METRIC_COLUMNS),
+                         str(row["value_range"]), str(row["region"]), str(row["convention"]), note])
+    notes = ["Conventions and notes:"] + [
+        f"- {row['row_label']} ({row['source']}, {row['table']}; region: {row['region']}): {row['convention']}."
+        + (f" Note: {row['note']}" if isinstance(row["note"], str) and row["note"] else "") for _, row in table.iterrows()
+    ] + [f"data: {BASELINES_CSV}"]
+    emit([out], fmt, console, notes)

@@ -7,7 +7,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +24,8 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")]
+FormatOpt = Annotated[str | None, typer.Option("--format", help="table (a terminal), markdown (default when piped), csv "
+                                              "or json", show_default=False)]
 
 
 def user_errors(fn: F) -> F:
@@ -66,46 +68,41 @@ def _terminate(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+LISTS: Final = ("variants", "components", "datasets", "metrics")
+
+
 @app.command("list")
 @user_errors
-def list_cmd() -> None:
+def list_cmd(
+    what: Annotated[str | None, typer.Argument(help=f"one table: {', '.join(LISTS)} (default: all)")] = None,
+    fmt: FormatOpt = None,
+) -> None:
     """Variants, components, datasets and metrics, as tables."""
+    from cebench.config import Variant
     from cebench.data.source import DATASETS
     from cebench.metrics import METRIC_DESCRIPTIONS
     from cebench.models import BOTTLENECKS
+    from cebench.output import Listing, emit
     from cebench.registry import create_variant, list_variants, variant_doc
 
-    table = Table(title="Variants (presets a spec starts from)")
-    table.add_column("name", no_wrap=True)
-    for col in ("bottleneck", "channels", "loss", "critic", "lr G / D", "source"):
-        table.add_column(col)
+    if what is not None and what not in LISTS:
+        raise UserError(f"cebench list {what!r}: valid: {', '.join(LISTS)}")
+    variants = Listing("variants", ["name", "bottleneck", "channels", "loss", "critic", "lr G / D", "source"],
+                       prose={"lr G / D", "source"})
     for name in list_variants():
         v = create_variant(name)
-        critic = v.discriminator if v.loss == "joint" else "-"
-        table.add_row(name, v.bottleneck, v.channels, v.loss, critic, f"{v.lr_g:g} / {v.lr_d:g}",
-                      variant_doc(name).splitlines()[0])
-    console.print(table)
-
-    comps = Table(title="Components (variant fields)")
-    comps.add_column("field", no_wrap=True)
-    comps.add_column("choices")
-    comps.add_row("bottleneck", ", ".join(BOTTLENECKS))
-    for field in ("channels", "loss", "discriminator", "mask", "fill", "pretext"):
-        from cebench.config import Variant
-
-        comps.add_row(field, ", ".join(Variant.model_fields[field].annotation.__args__))  # type: ignore[union-attr]
-    console.print(comps)
-    _two_column("Datasets", DATASETS)
-    _two_column("Metrics (per image, averaged over the test set)", METRIC_DESCRIPTIONS)
-
-
-def _two_column(title: str, rows: dict[str, str]) -> None:
-    table = Table(title=title)
-    table.add_column("name", no_wrap=True)
-    table.add_column("description")
-    for k, v in rows.items():
-        table.add_row(k, v)
-    console.print(table)
+        variants.rows.append([name, v.bottleneck, v.channels, v.loss, v.discriminator if v.loss == "joint" else "-",
+                              f"{v.lr_g:g} / {v.lr_d:g}", variant_doc(name).splitlines()[0]])
+    choices = {"bottleneck": list(BOTTLENECKS)} | {
+        f: list(Variant.model_fields[f].annotation.__args__)  # type: ignore[union-attr]
+        for f in ("channels", "loss", "discriminator", "mask", "fill", "pretext")}
+    components = Listing("components", ["field", "choices"], [[f, ", ".join(c)] for f, c in choices.items()],
+                         prose={"choices"})
+    datasets = Listing("datasets", ["name", "description"], [list(kv) for kv in DATASETS.items()], prose={"description"})
+    metrics = Listing("metrics", ["name", "description"], [list(kv) for kv in METRIC_DESCRIPTIONS.items()],
+                      prose={"description"}, caption="per image, averaged over the test set")
+    tables = {"variants": variants, "components": components, "datasets": datasets, "metrics": metrics}
+    emit([tables[what]] if what else list(tables.values()), fmt, console)
 
 
 @app.command()
@@ -389,11 +386,11 @@ def report_cmd(
 
 @app.command()
 @user_errors
-def baselines() -> None:
+def baselines(fmt: FormatOpt = None) -> None:
     """The published numbers, with source, dataset and metric convention."""
     from cebench.baselines import print_baselines
 
-    print_baselines(console)
+    print_baselines(console, fmt)
 
 
 @app.command()
