@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cebench.config import DataConfig, Variant
 from cebench.data.source import load_split
+from cebench.device import synchronize
 from cebench.masks import make_masks
 from cebench.metrics import score_batch
 from cebench.registry import create_variant
@@ -66,14 +67,13 @@ def score_rate(device: torch.device, n: int) -> float:
     truth = load_split(DataConfig(n_test=n), "test", 128, device).float() / 255
     pred = (truth + 0.05 * torch.randn_like(truth)).clamp(0, 1)
     region = make_masks("center", n, 128, 4, None).region.to(device)
-    score_batch(pred[:8], truth[:8], region[:8])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    batch = min(n, 2500)
+    score_batch(pred[:batch], truth[:batch], region[:batch])  # warm-up at the timed size: the allocator grows here
+    synchronize(device)
     t0 = time.perf_counter()
-    for i in range(0, n, 2500):
-        score_batch(pred[i : i + 2500], truth[i : i + 2500], region[i : i + 2500])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    for i in range(0, n, batch):
+        score_batch(pred[i : i + batch], truth[i : i + batch], region[i : i + batch])
+    synchronize(device)
     return n / (time.perf_counter() - t0)
 
 

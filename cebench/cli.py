@@ -12,10 +12,11 @@ from typing import Annotated, Any, Final, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperOption
 
 from cebench.errors import UserError, disk_error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and ablate Context Encoders (Pathak et al. 2016): run, eval, score, inpaint.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: preview samples.")
 app.add_typer(data_app, name="data")
@@ -26,6 +27,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="table (a terminal), markdown (default when piped), csv "
                                               "or json", show_default=False)]
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """Help shows a flag's names, not a `<bool>` type: `--resume` takes no value."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
+
+def _version(show: bool) -> None:
+    if show:
+        import importlib.metadata
+
+        import torch
+
+        cuda = f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else \
+            "no CUDA device"
+        console.print(f"cebench {importlib.metadata.version('cebench')} (torch {torch.__version__}; {cuda})",
+                      highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="cebench, torch and CUDA versions, then exit")] = False,
+) -> None:
+    """Benchmark and ablate Context Encoders (Pathak et al. 2016): run, eval, score, inpaint."""
 
 
 def user_errors(fn: F) -> F:
@@ -111,9 +142,9 @@ def run(
     spec: Annotated[Path, typer.Argument(help="ablation spec (YAML)")],
     out: Annotated[Path, typer.Option(help="root folder of run outputs")] = Path("runs"),
     device: DeviceOpt = "auto",
-    resume: Annotated[bool, typer.Option(help="continue interrupted runs, skip finished ones")] = False,
-    overwrite: Annotated[bool, typer.Option(help="delete this spec's earlier runs and start over")] = False,
-    retry_diverged: Annotated[bool, typer.Option(help="with --resume: train diverged runs again")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue interrupted runs, skip finished ones")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="delete this spec's earlier runs and start over")] = False,
+    retry_diverged: Annotated[bool, typer.Option("--retry-diverged", help="with --resume: train diverged runs again")] = False,
     devices: Annotated[str | None, typer.Option(help="one worker per device, e.g. cuda:0,cuda:1 (implies --resume)")] = None,
     storage: Annotated[str | None, typer.Option(help="share the grid with every machine running this command: "
                                                 "journal:F.log, postgresql://USER@HOST/DB (implies --resume)")] = None,
@@ -148,51 +179,47 @@ def run(
                          console=err_console)
         where = str(dev)
     _print_results(table, f"{loaded.name}: {len(table)} runs on {where} -> {out / loaded.name / 'results.csv'}")
-    _print_references(table)
     diverged = int((table["status"] != "ok").sum()) if "status" in table else 0
     if diverged:
         err_console.print(f"[yellow]{diverged} of {len(table)} runs diverged[/] (status and reason in results.csv); "
                           "`--resume --retry-diverged` trains them again")
 
 
-def _print_references(table: Any) -> None:
-    """Each run's hole PSNR next to its references on the same images and holes (fill, untrained, classical)."""
+def _print_results(table: Any, title: str, fmt: str | None = None, speed: str = "images_per_s") -> None:
+    """Each run's metrics (mean ± std over its test images) and images/s (`speed`: training's, or scoring's for eval),
+    then its hole PSNR next to its references on the same images and holes (fill, untrained, classical)."""
     from cebench.classical import CLASSICAL
-
-    names = {"fill": "fill only", "untrained": "untrained", **{m: m for m in CLASSICAL}}
-    found = {k: label for k, label in names.items() if f"{k}_psnr_mean" in table}
-    if not found:
-        return
-    out = Table(title="hole PSNR (dB): each run and its references on the same images and holes")
-    for col in ("run", "model", *found.values()):
-        out.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
-    table = table[table["status"] == "ok"] if "status" in table else table  # diverged runs have no scores
-    for _, row in table.iterrows():
-        out.add_row(str(row["run_id"]), f"{row['psnr_mean']:.2f}", *(f"{row[f'{k}_psnr_mean']:.2f}" for k in found))
-    console.print(out)
-    classical = [f"{m}_psnr_mean" for m in CLASSICAL if f"{m}_psnr_mean" in table]
-    if classical:
-        behind = table[table["psnr_mean"] <= table[classical].max(axis=1)]
-        console.print(f"{len(behind)} of {len(table)} runs do not beat the best classical method in hole PSNR"
-                      + (f": {', '.join(map(str, behind['run_id']))}" if len(behind) else ""))
-
-
-def _print_results(table: Any, title: str) -> None:
+    from cebench.output import Listing, emit, pick_format
     from cebench.results import CONVENTION
 
-    out = Table(title=title, caption=CONVENTION)
+    if pick_format(fmt, console) in ("csv", "json"):  # every column of the rows, numbers as numbers
+        emit([Listing(title, list(table.columns), table.astype(object).values.tolist())], fmt, console)
+        return
     metrics = [(m, label, digits) for m, label, digits in _SUMMARY if f"{m}_mean" in table]
-    out.add_column("run", no_wrap=True)
-    for _, label, _ in metrics:
-        out.add_column(label, justify="right", no_wrap=True)
-    out.add_column("img/s", justify="right")
+    runs = Listing(title, ["run", *(label for _, label, _ in metrics), "img/s"], caption=CONVENTION,
+                   numeric={label for _, label, _ in metrics} | {"img/s"})
     for _, row in table.iterrows():
         if row.get("status", "ok") != "ok":
-            out.add_row(str(row["run_id"]), *[f"[yellow]{row['status']}" for _ in metrics], "")
-            continue
-        cells = [f"{row[f'{m}_mean']:.{d}f}±{row[f'{m}_std']:.{d}f}" for m, _, d in metrics]
-        out.add_row(str(row["run_id"]), *cells, f"{row['images_per_s']:.0f}")
-    console.print(out)
+            runs.rows.append([str(row["run_id"]), *[row["status"] for _ in metrics], ""])
+        else:
+            runs.rows.append([str(row["run_id"]), *(f"{row[f'{m}_mean']:.{d}f}±{row[f'{m}_std']:.{d}f}"
+                                                    for m, _, d in metrics), f"{row[speed]:.0f}"])
+    names = {"fill": "fill only", "untrained": "untrained", **{m: m for m in CLASSICAL}}
+    found = {k: label for k, label in names.items() if f"{k}_psnr_mean" in table}
+    scored = table[table["status"] == "ok"] if "status" in table else table  # diverged runs have no scores
+    listings, notes = [runs], []
+    if found:
+        listings.append(Listing("hole PSNR (dB): each run and its references on the same images and holes",
+                                ["run", "model", *found.values()], numeric={"model", *found.values()}))
+        for _, row in scored.iterrows():
+            listings[1].rows.append([str(row["run_id"]), f"{row['psnr_mean']:.2f}",
+                                     *(f"{row[f'{k}_psnr_mean']:.2f}" for k in found)])
+    classical = [f"{m}_psnr_mean" for m in CLASSICAL if f"{m}_psnr_mean" in scored]
+    if classical:
+        behind = scored[scored["psnr_mean"] <= scored[classical].max(axis=1)]
+        notes.append(f"{len(behind)} of {len(scored)} runs do not beat the best classical method in hole PSNR"
+                     + (f": {', '.join(map(str, behind['run_id']))}" if len(behind) else ""))
+    emit(listings, fmt, console, notes)
 
 
 _SUMMARY = (("l1", "L1 %", 2), ("psnr", "PSNR dB", 2), ("ssim", "SSIM", 3), ("sharpness", "sharp", 2))
@@ -215,7 +242,6 @@ def results(
     if table.empty:
         raise UserError(f"{out / loaded.name}: no finished runs yet (run `cebench run {spec}` first)")
     _print_results(table, f"{loaded.name}: {len(table)} runs -> {out / loaded.name / 'results.csv'}")
-    _print_references(table)
 
 
 @app.command("eval")
@@ -226,16 +252,17 @@ def eval_cmd(
     n_test: Annotated[int | None, typer.Option(help="score at most this many images")] = None,
     out: Annotated[Path | None, typer.Option(help="CSV to append the row to (default RUN_DIR/eval.csv)")] = None,
     device: DeviceOpt = "auto",
+    fmt: FormatOpt = None,
 ) -> None:
-    """Re-score a trained run on any data; writes the same row format as `run`."""
+    """Re-score a trained run on any data; writes the same row format as `run`, with its own scoring images/s."""
     import pandas as pd
 
     from cebench.device import pick_device
     from cebench.inpaint import eval_run
 
     row = eval_run(run_dir, pick_device(device), data_path=data, n_test=n_test, out=out)
-    _print_results(pd.DataFrame([row]), f"{run_dir.name} on {data or 'its test split'} ({row['n_test']} images)")
-    _print_references(pd.DataFrame([row]))
+    _print_results(pd.DataFrame([row]), f"{run_dir.name} on {data or 'its test split'} ({row['n_test']} images)", fmt,
+                   speed="eval_images_per_s")
 
 
 @app.command()
@@ -247,7 +274,7 @@ def score(
     mask: Annotated[str, typer.Option(help="'center' or a mask image (white = scored region)")] = "center",
     region: Annotated[str, typer.Option(help="hole (the masked region) or image (whole image)")] = "hole",
     classical: Annotated[bool, typer.Option(help="also score classical inpainting of the targets, as references")] = True,
-    perceptual: Annotated[bool, typer.Option(help="LPIPS, FID, KID where their weights are on disk")] = False,
+    perceptual: Annotated[bool, typer.Option("--perceptual", help="LPIPS, FID, KID where their weights are on disk")] = False,
     weights: Annotated[Path | None, typer.Option(help="folder with the weight files (default: torch's hub cache)")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -330,7 +357,7 @@ def tune(
     trials: Annotated[int | None, typer.Option(help="trials the study should hold in all (default: the spec's)")] = None,
     timeout: Annotated[str | None, typer.Option(help="stop starting trials after e.g. 90s, 30m, 2h")] = None,
     storage: Annotated[str | None, typer.Option(help="sqlite:///F.db, journal:F.log, postgresql://USER@HOST/DB")] = None,
-    best: Annotated[bool, typer.Option(help="print the best trial as a run spec (YAML)")] = False,
+    best: Annotated[bool, typer.Option("--best", help="print the best trial as a run spec (YAML)")] = False,
     trial: Annotated[int | None, typer.Option(help="with --best: this trial instead")] = None,
     out: Annotated[Path, typer.Option(help="root folder of run outputs")] = Path("runs"),
     device: DeviceOpt = "auto",

@@ -19,3 +19,10 @@ def pick_device(name: str | None = None) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"--device {name}: unsupported; valid: auto, cpu, cuda, cuda:N")
     return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for `device`'s queued work (a no-op on CPU), so a timer read next counts it. `torch.cuda.synchronize()`
+    without an argument waits for the *current* device only, not the `--device cuda:N` the work was queued on."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from cebench.checkpoint import RESULT, WEIGHTS, load_weights, read_run_config
 from cebench.config import DataConfig
 from cebench.data.source import load_split
+from cebench.device import synchronize
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
 from cebench.imageio import read_image, write_png
@@ -43,13 +45,17 @@ def eval_run(run_dir: Path, device: torch.device, data_path: Path | None = None,
     elif n_test is not None:
         data = data.model_copy(update={"n_test": n_test})
     test = load_split(data, "test", task.variant.image_size, device)
+    started = time.perf_counter()
     scores = evaluate(generator, task, test, amp=device.type == "cuda")
+    synchronize(device)  # the scores are still being computed on a GPU until here
+    eval_images_per_s = len(test) / (time.perf_counter() - started)
     trained = json.loads((run_dir / RESULT).read_text()) if (run_dir / RESULT).is_file() else {}
     row = make_row(spec=trained.get("spec", run_dir.parent.name), run_id=run_dir.name, variant=task.variant, data=data,
                    seed=seed, summary=summarize(scores), n_test=len(test), device=device,
                    train_time_s=trained.get("train_time_s", float("nan")),
                    images_per_s=trained.get("images_per_s", float("nan")),
-                   extra={"evaluated": "eval", **reference_scores(task, seed, test, device)})
+                   extra={"evaluated": "eval", "eval_images_per_s": eval_images_per_s,
+                          **reference_scores(task, seed, test, device)})
     append_rows(out or run_dir / "eval.csv", [row], replace_same_run=False)
     return row
 

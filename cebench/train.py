@@ -23,6 +23,7 @@ from cebench.checkpoint import STATE, WEIGHTS, load_state, save_state, save_weig
 from cebench.config import Variant
 from cebench.data.source import image_batch
 from cebench.data.stream import InMemory, TrainSource
+from cebench.device import synchronize
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
 from cebench.masks import fill_holes
@@ -214,8 +215,7 @@ def fit(
 
             rec_m, adv_m, d_m = (sums / steps).tolist()
             _check_finite([rec_m, adv_m, d_m], epoch)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             epoch_s = time.perf_counter() - t0
             result.train_time_s += epoch_s
             result.images_seen += (steps - first_step) * bs
