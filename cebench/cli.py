@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperOption
 
@@ -89,7 +90,7 @@ def user_errors(fn: F) -> F:
 
 
 def _error_line(error: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # "[x]" is text
     raise typer.Exit(2) from None
 
 

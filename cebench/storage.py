@@ -63,7 +63,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                                if scheme == "postgresql" else {})
     except ImportError:
         raise UserError(f"--storage {shown(url)}: no database driver for {scheme} is installed "
-                        "(PostgreSQL: pip install psycopg2-binary)") from None
+                        "(PostgreSQL: pip install 'cebench[postgres]', in a clone pip install -e '.[postgres]')") from None
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"--storage {shown(url)}: cannot open the study storage ({first})") from None

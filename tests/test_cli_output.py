@@ -1,0 +1,136 @@
+"""What the command line prints: whole at 80 columns, plain when piped, parseable in every --format, and its conventions
+(--version, completion, flags without a type, one completion summary per run)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from cebench.cli import app
+from cebench.output import Listing, emit
+
+runner = CliRunner()
+LONG_NAMES = ("channelwise2016", "landscape2023_gray", "Pathak et al. 2016, channel-wise bottleneck",
+              "procedural landscape scenes")
+
+
+def invoke(*args: str | Path, columns: int = 80) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": str(columns)})
+    return result.exit_code, result.output
+
+
+def terminal(listings: list[Listing], width: int) -> str:
+    """What a terminal of `width` columns shows (a rich console that believes it is one)."""
+    console = Console(width=width, force_terminal=True, record=True, file=io.StringIO())
+    emit(listings, None, console)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("command", [["list"], ["baselines"]])
+def test_piped_output_is_plain_and_whole(command: list[str]) -> None:
+    code, out = invoke(*command)  # CliRunner's output is not a terminal: Markdown
+    assert code == 0
+    assert "…" not in out and "┃" not in out
+    assert out.lstrip().startswith("**") and "| :--- |" in out.replace(" :--- | :--- |", " :--- |")
+
+
+def test_list_names_are_whole_in_an_80_column_terminal() -> None:
+    from cebench import cli
+
+    console = Console(width=80, force_terminal=True, record=True, file=io.StringIO())
+    original = cli.console
+    cli.console = console
+    try:
+        cli.list_cmd(None, "table")
+    finally:
+        cli.console = original
+    text = console.export_text()
+    assert "…" not in text
+    for name in LONG_NAMES:
+        assert name in " ".join(text.split()), name  # whole, though a prose cell may wrap between words
+    assert max(map(len, text.splitlines())) <= 80
+
+
+def test_a_table_too_wide_becomes_records_and_a_wide_terminal_keeps_the_table() -> None:
+    wide = Listing("t", ["name", "description"], [["channelwise2016", "a description " * 3]], prose={"description"})
+    narrow = Listing("t", ["name", "a", "b", "c"], [["channelwise2016", "x" * 30, "y" * 30, "z" * 30]])
+    assert "─" in terminal([wide], 80)  # the header rule of a table
+    records = terminal([narrow], 80)
+    assert "x" * 30 in records and "z" * 30 in records and "…" not in records
+    assert "─" not in records
+
+
+def test_csv_and_json_parse_and_keep_numbers() -> None:
+    code, out = invoke("baselines", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    joint = next(r for r in rows if r["row as printed"] == "Our Reconstruction (joint)")
+    assert float(joint["PSNR"]) == pytest.approx(18.58) and joint["region"]
+    code, out = invoke("baselines", "--format", "json")
+    records = json.loads(out)
+    assert any(r["PSNR"] == pytest.approx(18.58) for r in records) and "note" in records[0]
+    code, out = invoke("list", "--format", "json")
+    assert set(json.loads(out)) == {"variants", "components", "datasets", "metrics"}
+    code, out = invoke("list", "variants", "--format", "csv")
+    assert [r["name"] for r in csv.DictReader(io.StringIO(out))][:1] == ["channelwise2016"]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["list", "--format", "csv"], "--format csv writes one table"),
+    (["list", "--format", "xml"], "valid: table, csv, markdown, json"),
+    (["list", "models"], "valid: variants, components, datasets, metrics"),
+])
+def test_format_mistakes_are_one_line_exit_2(args: list[str], needle: str) -> None:
+    code, out = invoke(*args, columns=300)
+    assert code == 2 and needle in out and "Traceback" not in out
+
+
+def test_version_names_cebench_torch_and_cuda() -> None:
+    import torch
+
+    code, out = invoke("--version")
+    assert code == 0
+    assert out.startswith("cebench ") and f"torch {torch.__version__}" in out and "CUDA" in out
+
+
+def test_completion_is_installable() -> None:
+    code, out = invoke("--help", columns=120)
+    assert code == 0
+    assert "--install-completion" in out and "--show-completion" in out
+
+
+def _commands(group: typer.Typer, prefix: list[str]) -> list[list[str]]:
+    names = [[*prefix, c.name or c.callback.__name__] for c in group.registered_commands]  # type: ignore[union-attr]
+    for sub in group.registered_groups:
+        names += _commands(sub.typer_instance, [*prefix, sub.name])  # type: ignore[arg-type, list-item]
+    return names
+
+
+def test_help_shows_flags_without_a_bool_type() -> None:
+    commands = _commands(app, [])
+    assert ["run"] in commands and ["data", "pack"] in commands
+    for command in [[], *commands]:
+        code, out = invoke(*command, "--help", columns=150)
+        assert code == 0, command
+        assert "<bool>" not in out, command
+    code, out = invoke("run", "--help", columns=150)
+    assert "--resume" in out and "--no-resume" not in out and "<path>" in out  # valued options keep their type
+
+
+def test_postgres_storage_without_the_driver_says_which_extra(tmp_path: Path) -> None:
+    script = ("import sys; sys.modules['psycopg2'] = sys.modules['psycopg'] = None; from cebench.cli import main; "
+              "sys.argv = ['cebench', 'tune', 'ablations/tune.yaml', '--storage', 'postgresql://u@127.0.0.1:9/db', "
+              f"'--out', {str(tmp_path)!r}, '--trials', '1']; main()")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2, done.stderr
+    assert "pip install" in done.stderr and ".[postgres]" in done.stderr and "Traceback" not in done.stderr
