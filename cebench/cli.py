@@ -278,6 +278,7 @@ def score(
     perceptual: Annotated[bool, typer.Option("--perceptual", help="LPIPS, FID, KID where their weights are on disk")] = False,
     weights: Annotated[Path | None, typer.Option(help="folder with the weight files (default: torch's hub cache)")] = None,
     device: DeviceOpt = "auto",
+    fmt: FormatOpt = None,
 ) -> None:
     """Score ANY inpainting method's outputs against the originals with cebench's metric harness."""
     from cebench.device import pick_device
@@ -287,8 +288,8 @@ def score(
         raise UserError(f"--region {region!r}: valid: hole, image")
     table = score_dirs(pred, target, mask=mask, region=region, out=out, device=str(pick_device(device)),
                        classical=classical, perceptual=perceptual, weights=weights)
-    print_summary(table, console)
-    console.print(f"per-image scores -> {out}")
+    print_summary(table, console, fmt)
+    err_console.print(f"per-image scores -> {out}")  # stderr: stdout stays one table in the format asked for
 
 
 @app.command()

@@ -34,6 +34,7 @@ class Listing:
     numeric: set[str] = field(default_factory=set)  # right-aligned
     prose: set[str] = field(default_factory=set)  # may wrap in a narrow terminal; the others (names, numbers) never do
     detail: set[str] = field(default_factory=set)  # in CSV and JSON only (the table and Markdown say it in notes)
+    display: set[str] = field(default_factory=set)  # in the table and Markdown only (a text made of detail columns)
     show: Callable[[str, Any], str] = lambda column, value: _show(value)
     caption: str | None = None
 
@@ -57,7 +58,7 @@ def emit(listings: Sequence[Listing], fmt: str | None, console: Console, notes: 
     """Print `listings` (and, in the table and Markdown formats, `notes`) in the chosen format."""
     fmt = pick_format(fmt, console)
     if fmt == "json":
-        tables = {t.title: [_record(t, row) for row in t.rows] for t in listings}
+        tables = {t.title: [_record(t, row) for row in t.rows] for t in map(_data, listings)}
         _plain(console, json.dumps(tables if len(listings) > 1 else tables[listings[0].title], indent=2, default=str))
     elif fmt == "csv":
         if len(listings) > 1:
@@ -65,8 +66,9 @@ def emit(listings: Sequence[Listing], fmt: str | None, console: Console, notes: 
                             f"({', '.join(t.title for t in listings)}): use markdown or json, or ask for one")
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(listings[0].columns)
-        writer.writerows([_raw(v) for v in row] for row in listings[0].rows)
+        data = _data(listings[0])
+        writer.writerow(data.columns)
+        writer.writerows([_raw(v) for v in row] for row in data.rows)
         _plain(console, buffer.getvalue().rstrip("\n"))
     elif fmt == "markdown":
         _plain(console, "\n\n".join(markdown(_brief(t)) for t in listings) + "".join(f"\n\n{n}" for n in notes))
@@ -130,10 +132,19 @@ def markdown(listing: Listing) -> str:
 
 
 def _brief(listing: Listing) -> Listing:
-    """`listing` without its detail columns."""
-    keep = [i for i, c in enumerate(listing.columns) if c not in listing.detail]
+    """`listing` as a table shows it: without its detail columns."""
+    return _without(listing, listing.detail)
+
+
+def _data(listing: Listing) -> Listing:
+    """`listing` as data: without the columns that only display."""
+    return _without(listing, listing.display)
+
+
+def _without(listing: Listing, drop: set[str]) -> Listing:
+    keep = [i for i, c in enumerate(listing.columns) if c not in drop]
     return Listing(listing.title, [listing.columns[i] for i in keep], [[row[i] for i in keep] for row in listing.rows],
-                   listing.numeric, listing.prose, set(), listing.show, listing.caption)
+                   listing.numeric, listing.prose, show=listing.show, caption=listing.caption)
 
 
 def _raw(value: Any) -> Any:

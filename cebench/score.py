@@ -29,7 +29,6 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from rich.console import Console
-from rich.table import Table
 
 from cebench.classical import CLASSICAL, inpaint
 from cebench.errors import UserError, choices
@@ -339,53 +338,50 @@ def _fmt(value: float, key: str) -> str:
     return f"{value:.4f}" if key.endswith(("ssim", "sharpness")) else f"{value:.3f}"
 
 
-def print_summary(df: pd.DataFrame, console: Console | None = None) -> None:
-    """Rich table of mean ± std per metric column of a `score_dirs` DataFrame, with n and the convention line."""
+def print_summary(df: pd.DataFrame, console: Console | None = None, fmt: str | None = None) -> None:
+    """Mean ± std per metric column of a `score_dirs` DataFrame, with n and the convention line; then the predictions
+    next to the classical references on the same targets and holes, where they were scored."""
+    from cebench.output import Listing, emit
+
     console = console or Console()
     keys = [c for c in df.columns if c != "file" and pd.api.types.is_numeric_dtype(df[c])]
     stats = summarize({k: torch.tensor(df[k].to_numpy(dtype="float64")) for k in keys})
-    table = Table(title=f"cebench score: {len(df)} image{'s' if len(df) != 1 else ''}")
-    table.add_column("metric")
-    table.add_column("mean ± std", justify="right")
-    table.add_column("unit")
-    table.add_column("better")
+
+    summary = Listing(f"cebench score: {len(df)} image{'s' if len(df) != 1 else ''}",
+                      ["metric", "mean ± std", "unit", "better", "mean", "std"], numeric={"mean ± std"},
+                      detail={"mean", "std"}, display={"mean ± std"})
     for key in keys:
         base = key.removeprefix("luma_")
         better = HIGHER_IS_BETTER.get(base)
-        table.add_row(key, f"{_fmt(stats[f'{key}_mean'], key)} ± {_fmt(stats[f'{key}_std'], key)}",
-                      METRIC_UNITS.get(base, ""), "higher" if better else "lower" if better is False else "≈ 1")
-    console.print(table)
-    convention = df.attrs.get("convention")
-    if convention:
-        console.print(convention, soft_wrap=False)
-    for reason in df.attrs.get("absent", []):
-        console.print(reason, markup=False, highlight=False)
-    sets = df.attrs.get("sets")
-    if sets:
-        console.print(f"FID {sets['fid']:.2f}, KID {sets['kid']:.4f} ± {sets['kid_std']:.4f} over {sets['n']} images "
-                      "(torchvision Inception-v3 features: comparable within cebench, not with published FIDs)")
+        mean, std = float(stats[f"{key}_mean"]), float(stats[f"{key}_std"])
+        summary.rows.append([key, f"{_fmt(mean, key)} ± {_fmt(std, key)}", METRIC_UNITS.get(base, ""),
+                             "higher" if better else "lower" if better is False else "≈ 1", mean, std])
+    listings, notes = [summary], []
+    if convention := df.attrs.get("convention"):
+        notes.append(convention)
+    notes += list(df.attrs.get("absent", []))
+    if sets := df.attrs.get("sets"):
+        notes.append(f"FID {sets['fid']:.2f}, KID {sets['kid']:.4f} ± {sets['kid_std']:.4f} over {sets['n']} images "
+                     "(torchvision Inception-v3 features: comparable within cebench, not with published FIDs)")
     if "ms_ssim" not in df:
-        console.print(f"ms_ssim: not computed: five scales need a rectangular scored region (or, with --region image, "
-                      f"images) of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} px")
-    if isinstance(df.attrs.get("classical"), pd.DataFrame):
-        print_classical(df, df.attrs["classical"], console)
-
-
-def print_classical(df: pd.DataFrame, references: pd.DataFrame, console: Console) -> None:
-    """The predictions next to the classical references on the same targets and holes (means), and which is ahead."""
-    table = Table(title="classical references on the same images and holes (means)")
-    shown = [k for k in ("psnr", "ssim", "l1", "l2") if k in df]
-    table.add_column("method")
-    for k in shown:
-        table.add_column(f"{k} ({METRIC_UNITS[k]})" if METRIC_UNITS[k] else k, justify="right")
-    table.add_row("these predictions", *(_fmt(df[k].mean(), k) for k in shown))
-    for method, description in CLASSICAL.items():
-        table.add_row(f"{method}: {description}", *(_fmt(references[f"{method}_{k}"].mean(), k) for k in shown))
-    console.print(table)
-    best = max(CLASSICAL, key=lambda m: references[f"{m}_psnr"].mean())
-    ahead = df["psnr"].mean() > references[f"{best}_psnr"].mean()
-    console.print(f"PSNR: the predictions are {'ahead of' if ahead else 'NOT ahead of'} the best classical reference "
-                  f"({best}, {references[f'{best}_psnr'].mean():.3f} dB)")
+        notes.append(f"ms_ssim: not computed: five scales need a rectangular scored region (or, with --region image, "
+                     f"images) of at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} px")
+    if isinstance(references := df.attrs.get("classical"), pd.DataFrame):
+        shown = [k for k in ("psnr", "ssim", "l1", "l2") if k in df]
+        columns = [f"{k} ({METRIC_UNITS[k]})" if METRIC_UNITS[k] else k for k in shown]
+        classical = Listing("classical references on the same images and holes (means)", ["method", *columns],
+                            numeric=set(columns), prose={"method"},
+                            show=lambda column, value: value if isinstance(value, str) else _fmt(value, column))
+        classical.rows.append(["these predictions", *(float(df[k].mean()) for k in shown)])
+        for method, description in CLASSICAL.items():
+            classical.rows.append([f"{method}: {description}", *(float(references[f"{method}_{k}"].mean())
+                                                                  for k in shown)])
+        listings.append(classical)
+        best = max(CLASSICAL, key=lambda m: references[f"{m}_psnr"].mean())
+        ahead = df["psnr"].mean() > references[f"{best}_psnr"].mean()
+        notes.append(f"PSNR: the predictions are {'ahead of' if ahead else 'NOT ahead of'} the best classical "
+                     f"reference ({best}, {references[f'{best}_psnr'].mean():.3f} dB)")
+    emit(listings, fmt, console, notes)
 
 
 __all__ = ["center_region", "convention_line", "pair_files", "print_summary", "read_mask", "score_dirs"]

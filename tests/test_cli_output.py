@@ -134,3 +134,27 @@ def test_postgres_storage_without_the_driver_says_which_extra(tmp_path: Path) ->
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2, done.stderr
     assert "pip install" in done.stderr and ".[postgres]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_score_csv_and_json_hold_the_numbers_of_the_per_image_file(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for side in ("pred", "target"):
+        (tmp_path / side).mkdir()
+    for i in range(3):
+        truth = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(truth).save(tmp_path / "target" / f"{i}.png")
+        Image.fromarray(np.clip(truth.astype(int) + 9, 0, 255).astype(np.uint8)).save(tmp_path / "pred" / f"{i}.png")
+    args = ["score", "--pred", tmp_path / "pred", "--target", tmp_path / "target", "--out", tmp_path / "s.csv",
+            "--device", "cpu", "--no-classical"]
+    result = runner.invoke(app, [str(a) for a in [*args, "--format", "csv"]])
+    assert result.exit_code == 0, result.output
+    rows = {r["metric"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    per_image = pd.read_csv(tmp_path / "s.csv")
+    assert float(rows["psnr"]["mean"]) == pytest.approx(per_image["psnr"].mean())
+    assert float(rows["psnr"]["std"]) == pytest.approx(per_image["psnr"].std(ddof=1))
+    result = runner.invoke(app, [str(a) for a in [*args, "--format", "json"]])
+    assert {r["metric"] for r in json.loads(result.stdout)} >= {"psnr", "ssim", "l1", "l2"}
