@@ -101,6 +101,7 @@ def run_spec(
         splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
         with make_progress(console) as progress:
             overall = progress.add_task(f"{spec.name}: runs", total=len(plans), ips=0.0, info="")
+            images = seconds = 0.0
             for plan in plans:
                 run_dir = spec_dir / plan.run_id
                 done = read_result(run_dir)
@@ -114,6 +115,10 @@ def run_spec(
                     row = train_or_record_divergence(spec, plan, run_dir, splits, device, progress)
                     table = write_results(spec_dir, run_ids)
                     progress.console.print(outcome(row))
+                    if row.get("status", "ok") == "ok":  # the grid's rate: training images/s over the runs trained
+                        seconds += row["train_time_s"]
+                        images += row["train_time_s"] * row["images_per_s"]
+                        progress.update(overall, ips=images / seconds if seconds > 0 else 0.0)
                 progress.advance(overall)
         if spec.probe is not None:  # the spec asks what the encoders learned: `cebench probe` on the finished runs
             from cebench.probe import probe_runs

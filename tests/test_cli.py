@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tiny.yaml").write_text(SPEC)
     code, out = invoke("run", root / "tiny.yaml", "--out", root / "runs", "--device", "cpu")
     assert code == 0, out
+    (root / "run.out").write_text(out)
     return root
+
+
+def test_run_reports_its_completion_once_with_the_grids_rate(trained: Path) -> None:
+    out = (trained / "run.out").read_text()
+    assert out.count("tiny: 2 runs on cpu") == 1
+    for run in ("loss=l2-seed0", "loss=joint-seed0"):
+        assert out.count(f"{run}: hole PSNR") == 1  # one line as each run finishes; the table has the rest
+    rate = re.search(r"tiny: runs .* 2/2 +([\d,.]+) img/s", out)
+    assert rate is not None and float(rate.group(1).replace(",", "")) > 0, out
 
 
 def test_run_writes_one_row_per_run_with_provenance(trained: Path) -> None:
