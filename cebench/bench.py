@@ -22,13 +22,17 @@ from cebench.registry import create_variant
 from cebench.task import Task
 from cebench.train import fit
 
-# Dense bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s (no sparsity).
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
+# Dense bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s (no sparsity: half the sheets' starred figures).
+# The first key found in the device name wins, so a form factor comes before its family: NVIDIA's H100 sheet gives
+# 1,979 (SXM), 1,671 (NVL) and 1,513 (PCIe) with sparsity; H200 NVL 1,671, H200 SXM 1,979.
+BF16_PEAK_TFLOPS = {"H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "H200 NVL": 835.0, "H200": 989.0,
+                    "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
 PAPER_IMAGES, PAPER_EPOCHS = 15_000, 100
 
 
 def step_flops(variant: Variant) -> float:
-    """FLOPs of one training step per image (G forward + backward, critic on real and fake, critic again for G)."""
+    """FLOPs of one training step per image, as `fit` runs it: G forward + backward, the critic's step on real and fake,
+    and the critic again for G's loss, whose backward goes to G's output only (the critic is frozen there)."""
     task = Task(variant)
     g, d = task.build_generator(), task.build_discriminator()
     real = torch.zeros(2, variant.n_channels, variant.image_size, variant.image_size)
@@ -38,6 +42,7 @@ def step_flops(variant: Variant) -> float:
         if d is not None:
             d(task.critic_input(real, task.crop(real))).sum().backward()
             d(task.critic_input(real, pred.detach())).sum().backward()
+            d.requires_grad_(False)
             loss = loss + F.softplus(-d(task.critic_input(real, pred))).mean()
         loss.backward()
     return counter.get_total_flops() / 2
@@ -46,8 +51,12 @@ def step_flops(variant: Variant) -> float:
 def peak_tflops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+    return peak_of(torch.cuda.get_device_name(device))
+
+
+def peak_of(name: str) -> float | None:
+    """The dense bf16 peak of a device called `name` (as CUDA reports it), None when it is not in the table."""
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k.lower() in name.lower()), None)
 
 
 def train_rate(variant: Variant, device: torch.device, steps: int, fast: bool | None = None) -> tuple[float, float]:

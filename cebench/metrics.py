@@ -49,6 +49,7 @@ Conventions (every number cebench reports follows them):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Final
 
@@ -258,10 +259,17 @@ def ms_ssim(pred: Tensor, target: Tensor) -> Tensor:
     return torch.prod(torch.stack(terms) ** weights, dim=0).mean(dim=1)
 
 
+@functools.cache
+def _sobel_taps(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Sobel's smoothing and difference taps, made once per dtype and device: building a tensor on a GPU from Python
+    numbers is a blocking host-to-device copy, and scoring calls this for every batch."""
+    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=dtype, device=device) / 4.0
+    return smooth, torch.tensor([-1.0, 0.0, 1.0], dtype=dtype, device=device) / 2.0
+
+
 def gradient_magnitude(images: Tensor) -> Tensor:
     """Sobel gradient magnitude / 8 per channel, (N, C, H - 2, W - 2): positions whose 3x3 stencil is inside."""
-    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=images.dtype, device=images.device) / 4.0
-    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=images.dtype, device=images.device) / 2.0
+    smooth, diff = _sobel_taps(images.dtype, images.device)
     gx = separable_filter(images, smooth, diff)
     gy = separable_filter(images, diff, smooth)
     return torch.hypot(gx, gy)

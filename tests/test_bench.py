@@ -1,18 +1,50 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from cebench.bench import peak_tflops, score_rate, step_flops, train_rate
-from cebench.registry import create_variant
+from cebench.bench import peak_of, peak_tflops, score_rate, step_flops, train_rate
+from cebench.registry import create_variant, list_variants
+from cebench.task import Task
 from tests.conftest import TINY
 
 
-def test_step_flops_match_the_design_count() -> None:
-    # DESIGN.md: one joint-loss step of Pathak's model costs ~3.93 GFLOP per 128 px image; L2 alone skips the critic.
-    assert abs(step_flops(create_variant("pathak2016")) / 3.93e9 - 1) < 0.01
-    assert step_flops(create_variant("pathak2016_l2")) < 0.55 * step_flops(create_variant("pathak2016"))
+@pytest.mark.parametrize(("joint", "l2"), [("pathak2016", "pathak2016_l2"), ("landscape2023", "-")])
+def test_step_flops_count_the_critic_as_fit_runs_it(joint: str, l2: str) -> None:
+    """A joint step costs an L2 step plus the critic twice forward and backward (its own step on real and fake) and
+    once forward with the backward to its input only (the generator's loss: the critic is frozen there)."""
+    variant = create_variant(joint)
+    task = Task(variant)
+    critic = task.build_discriminator()
+    assert critic is not None
+    real = torch.zeros(2, variant.n_channels, variant.image_size, variant.image_size)
+    x = task.critic_input(real, task.crop(real))
+
+    def flops(fn: Callable[[], None]) -> int:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    forward = flops(lambda: critic(x).sum().detach_())
+    own_step = flops(lambda: critic(x).sum().backward())  # x needs no gradient: the weights' (and what they need)
+    critic.requires_grad_(False)
+    for_generator = flops(lambda: critic(x.clone().requires_grad_()).sum().backward())  # to the input, no weights
+    critic_work = 2 * own_step + for_generator
+    l2_variant = create_variant(l2) if l2 in list_variants() else variant.model_copy(update={"loss": "l2"})
+    assert step_flops(variant) == pytest.approx(step_flops(l2_variant) + critic_work / 2, rel=1e-9)
+    assert own_step > forward and for_generator > forward
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
+    ("NVIDIA H200", 989.0), ("NVIDIA H200 NVL", 835.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("Tesla T4", None),
+])
+def test_peak_by_device_name_tells_the_h100_form_factors_apart(name: str, peak: float | None) -> None:
+    assert peak_of(name) == peak
 
 
 def test_rates_are_measured() -> None:

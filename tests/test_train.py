@@ -134,3 +134,25 @@ def test_a_second_ctrl_c_interrupts_at_once(splits: tuple[torch.Tensor, torch.Te
         fit(v, *splits, seed=0, run_dir=tmp_path)
     assert not (tmp_path / STATE).exists()  # no step was finished after the first Ctrl-C
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_generator_step_leaves_the_critics_weight_gradients_alone(splits: tuple[torch.Tensor, torch.Tensor],
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step computes the critic's weight gradients once (its own step), not again for the generator's loss."""
+    from cebench.task import Task
+
+    v = create_variant("landscape2023", **{**TINY, "epochs": 1})
+    computed: list[int] = []
+    build = Task.build_discriminator
+
+    def counted(self: Task) -> Any:
+        critic = build(self)
+        assert critic is not None
+        weight = next(critic.parameters())
+        weight.register_hook(lambda grad: computed.append(1))
+        return critic
+
+    monkeypatch.setattr(Task, "build_discriminator", counted)
+    fit(v, *splits, seed=0, run_dir=tmp_path, fast=False)
+    assert len(computed) == len(splits[0]) // v.batch_size  # one per step
