@@ -50,10 +50,11 @@ def plain_epoch(variant: Variant, files: list[Path], device: torch.device) -> fl
     opt_g = torch.optim.Adam(g.parameters(), lr=variant.lr_g, betas=(variant.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=variant.lr_d, betas=(variant.beta1, 0.999))
     loader = DataLoader(PngFolder(files), batch_size=variant.batch_size, shuffle=True, drop_last=True, num_workers=2)
+    rng = torch.Generator(device).manual_seed(0)
     seen, t0 = 0, time.perf_counter()
     for real in loader:
         real = real.to(device)
-        masks = make_masks(variant.mask, len(real), variant.image_size, variant.overlap)
+        masks = make_masks(variant.mask, len(real), variant.image_size, variant.overlap, rng)  # on the images' device
         x = fill_holes(real, masks.hole, variant.fill)
         target, w = task.crop(real), task.crop(masks.loss_weights(variant.overlap_weight))
         pred = g(x)

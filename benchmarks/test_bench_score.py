@@ -15,6 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from benchmarks.conftest import DEVICE, SCORE_IMAGES, record_rate
 from cebench.config import DataConfig
 from cebench.data.source import load_split
+from cebench.device import synchronize
 from cebench.masks import make_masks
 from cebench.metrics import score_batch
 
@@ -57,8 +58,7 @@ def test_score_images_per_s(benchmark: Any, pairs: tuple[torch.Tensor, torch.Ten
     def score_all() -> None:
         for i in range(0, len(pred), 2500):
             score_batch(pred[i : i + 2500], truth[i : i + 2500], region[i : i + 2500], "hole")
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(DEVICE)
 
     benchmark.pedantic(score_all, rounds=3, iterations=1, warmup_rounds=1)
     ours = record_rate(benchmark, len(pred))

@@ -27,6 +27,7 @@ from cebench.config import Variant
 from cebench.data.pack import Pack, cache_dir, current, plan, write_pack
 from cebench.data.source import image_batch
 from cebench.data.stream import InMemory, Streamed, TrainSource
+from cebench.device import synchronize
 from cebench.train import fit
 
 SIZE = 64
@@ -88,8 +89,7 @@ def _one(path: Path, mode: str) -> dict[str, Any]:
     for images, idx in source.batches(source.order(rng), 0, bs):
         image_batch(images, idx, SIZE, gray=False, train=True, generator=rng)
         seen += len(idx)
-    if CUDA:
-        torch.cuda.synchronize()
+    synchronize(DEVICE)
     data_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         result = fit(VARIANT, source, torch.zeros((0, 3, SIZE, SIZE), dtype=torch.uint8, device=DEVICE), 0,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from cebench.errors import UserError
@@ -26,3 +29,22 @@ def synchronize(device: torch.device) -> None:
     without an argument waits for the *current* device only, not the `--device cuda:N` the work was queued on."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def cuda_settings(device: torch.device, fast: bool) -> Iterator[None]:
+    """cuDNN's autotuner on (a run's shapes never change, so the search is paid once), and TF32 off on the plain path:
+    PyTorch runs fp32 convolutions in TF32 on Ampere and later by default, and "plain fp32" would then be neither.
+    The previous settings come back afterwards; on a CPU nothing changes."""
+    if device.type != "cuda":
+        yield
+        return
+    backends = torch.backends
+    saved = backends.cudnn.benchmark, backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+    backends.cudnn.benchmark = True
+    if not fast:
+        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        backends.cudnn.benchmark, backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = saved

@@ -23,7 +23,7 @@ from cebench.checkpoint import STATE, WEIGHTS, load_state, save_state, save_weig
 from cebench.config import Variant
 from cebench.data.source import image_batch
 from cebench.data.stream import InMemory, TrainSource
-from cebench.device import synchronize
+from cebench.device import cuda_settings, synchronize
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
 from cebench.masks import fill_holes
@@ -125,9 +125,14 @@ def fit(
         opt_g.load_state_dict(state["opt_g"])
         if opt_d is not None:
             opt_d.load_state_dict(state["opt_d"])
-        rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
         start_epoch, start_step = int(state["epoch"]), int(state["step"])
+        if state["rng"].numel() == rng.get_state().numel():
+            rng.set_state(state["rng"])
+        else:  # saved on another device type (CPU Mersenne Twister vs CUDA Philox): the state does not fit this one
+            rng.manual_seed(seed * 1_000_003 + start_epoch * 1009 + start_step)
+            log("resumed on another device type than the checkpoint's: its random stream (crops, masks) cannot move "
+                "across, so it is reseeded; the run finishes, but not with the numbers of an uninterrupted one")
+        torch.set_rng_state(state["torch_rng"])
         resumed_perm, resumed_sums = state["perm"], state["sums"]
         result.history = list(state["history"])
         result.train_time_s, result.images_seen = float(state["train_time_s"]), int(state["images_seen"])
@@ -146,7 +151,7 @@ def fit(
 
     last_checkpoint = time.perf_counter()
     # Ctrl-C sets a flag checked between steps, so the checkpoint written on the way out holds whole steps only.
-    with StopRequest() as interrupt:
+    with StopRequest() as interrupt, cuda_settings(device, fast):
         for epoch in range(start_epoch, variant.epochs):
             generator.train()
             if critic is not None:

@@ -156,3 +156,26 @@ def test_the_generator_step_leaves_the_critics_weight_gradients_alone(splits: tu
     monkeypatch.setattr(Task, "build_discriminator", counted)
     fit(v, *splits, seed=0, run_dir=tmp_path, fast=False)
     assert len(computed) == len(splits[0]) // v.batch_size  # one per step
+
+
+def test_a_checkpoint_from_another_device_type_resumes(splits: tuple[torch.Tensor, torch.Tensor],
+                                                       tmp_path: Path) -> None:
+    """A CUDA generator's state (Philox: seed and offset, 16 bytes) does not fit a CPU one (Mersenne Twister, 5 KB) nor
+    the other way round: resuming on the other device type reseeds the stream, says so, and finishes."""
+    from cebench.checkpoint import save_state
+
+    v = create_variant("landscape2023", **TINY)
+
+    def stop_after_first(epoch: int, record: dict[str, float]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(v, *splits, seed=1, run_dir=tmp_path, on_epoch=stop_after_first, checkpoint_every_s=0)
+    state = load_state(tmp_path / STATE)
+    state["rng"] = torch.zeros(16, dtype=torch.uint8)  # what torch.Generator("cuda").get_state() holds
+    save_state(tmp_path / STATE, state)
+    lines: list[str] = []
+    resumed = fit(v, *splits, seed=1, run_dir=tmp_path, resume=True, log=lines.append)
+    assert len(resumed.history) == 2
+    assert any("another device type" in line for line in lines)
