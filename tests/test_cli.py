@@ -204,15 +204,6 @@ def test_inpaint_with_a_mask_file_on_a_block_trained_run(tmp_path: Path) -> None
     filled = np.asarray(Image.open(tmp_path / "filled" / "photo.png"))
     assert np.array_equal(filled[40:], photo[40:])  # far from the hole: untouched
     assert not np.array_equal(filled[10:30, 20:40], photo[10:30, 20:40])
-    code, out = invoke("inpaint", trained_center_run(tmp_path), tmp_path / "photo.png", "--mask", tmp_path / "hole.png")
-    assert code == 2 and "valid: center" in out
-
-
-def trained_center_run(tmp_path: Path) -> Path:
-    (tmp_path / "c.yaml").write_text(SPEC.replace("[l2, joint]", "[l2]").replace("name: tiny", "name: c"))
-    code, out = invoke("run", tmp_path / "c.yaml", "--out", tmp_path / "runs", "--device", "cpu")
-    assert code == 0, out
-    return tmp_path / "runs" / "c" / "loss=l2-seed0"
 
 
 def test_bench_prints_the_headline_figures() -> None:
