@@ -251,18 +251,34 @@ def fill_photo(task: Task, generator: Generator, photo: Photo, hole: np.ndarray,
     elif not photo.gray and v.channels == "gray":
         # The model fills luma only; the hole's colour comes from its surroundings: its Cb/Cr are a membrane (harmonic)
         # interpolation of the context's, so no colour of what was in the hole survives, and none is invented.
-        fill = to_rgb(fill, membrane_fill(chroma(seen), seen_hole))
+        fill = to_rgb(fill, fill_chroma(seen, seen_hole))
     return blend(photo, hole, fill, window, feather=round(v.overlap * window.side / v.image_size)), window
+
+
+def fill_chroma(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Cb, Cr (2, H, W) of `rgb` with the hole's interpolated from the context around it. The membrane only depends on
+    the pixels bordering the hole, so it is solved on the hole's bounding box plus one pixel, not the whole window."""
+    cbcr = chroma(rgb)
+    rows, cols = bounds(hole, 1)
+    cbcr[:, rows, cols] = membrane_fill(cbcr[:, rows, cols], hole[rows, cols])
+    return cbcr
+
+
+def bounds(hole: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """Rows and columns of the hole's bounding box grown by `margin` px, inside the array."""
+    ys, xs = np.nonzero(hole)
+    height, width = hole.shape
+    return (slice(max(int(ys.min()) - margin, 0), min(int(ys.max()) + 1 + margin, height)),
+            slice(max(int(xs.min()) - margin, 0), min(int(xs.max()) + 1 + margin, width)))
 
 
 def blend(photo: Photo, hole: np.ndarray, fill: np.ndarray, window: Window, feather: int) -> Photo:
     """Paste `fill` (C, L, L) in [0, 1] over the hole, fading out over `feather` px of the context around it: the band
     the model was trained to match to the context (Pathak's overlap). Pixels farther from the hole keep their values."""
-    height, width = hole.shape
-    top, left = max(window.top, 0), max(window.left, 0)
-    bottom, right = min(window.top + window.side, height), min(window.left + window.side, width)
-    rows, cols = slice(top, bottom), slice(left, right)
-    inside = fill[:, top - window.top : bottom - window.top, left - window.left : right - window.left]
+    near = bounds(hole, feather + 1)  # the only pixels that change
+    rows = slice(max(near[0].start, window.top), min(near[0].stop, window.top + window.side))  # within the fill (only
+    cols = slice(max(near[1].start, window.left), min(near[1].stop, window.left + window.side))  # a tiny window cuts)
+    inside = fill[:, rows.start - window.top : rows.stop - window.top, cols.start - window.left : cols.stop - window.left]
     distance = cv2.distanceTransform((~hole[rows, cols]).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     alpha = np.clip(1 - distance / (feather + 1), 0, 1)  # 1 in the hole, 0 from `feather` + 1 px away
     original = photo.pixels[:, rows, cols]

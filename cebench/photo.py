@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cebench.imageio import WIDE_GRAY_MODES, atomic_path
 from cebench.masks import LUMA
@@ -36,20 +36,29 @@ class Photo:
         return int(np.iinfo(self.pixels.dtype).max)
 
 
+# EXIF orientations that turn the stored pixels a quarter turn (cameras store portraits sideways and say so here).
+QUARTER_TURNS = (5, 6, 7, 8)
+ORIENTATION = 0x0112
+
+
 def photo_size(path: Path) -> tuple[int, int] | None:
-    """(height, width) from the file's header, without decoding it; None when it is not an image."""
+    """(height, width) as a viewer shows the photo, from the file's header without decoding it; None when it is not an
+    image."""
     try:
         with Image.open(path) as im:
-            return im.height, im.width
+            turned = im.getexif().get(ORIENTATION) in QUARTER_TURNS
+            return (im.width, im.height) if turned else (im.height, im.width)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
         return None
 
 
 def read_photo(path: Path) -> Photo | None:
-    """The photo at its own channels and depth; None when the file is unreadable or truncated."""
+    """The photo at its own channels and depth, upright as a viewer shows it (EXIF orientation applied, so --hole
+    coordinates and the written file match what the user sees); None when the file is unreadable or truncated."""
     try:
-        with Image.open(path) as im:
-            im.load()  # decode fully here so a truncated file fails now
+        with Image.open(path) as opened:
+            opened.load()  # decode fully here so a truncated file fails now
+            im = ImageOps.exif_transpose(opened)
             if im.mode in WIDE_GRAY_MODES:
                 return Photo(np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[None])
             if im.mode in GRAY_MODES:

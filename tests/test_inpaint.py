@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from cebench.checkpoint import WEIGHTS, save_weights, write_run_config
 from cebench.cli import app
 from cebench.config import DataConfig, Variant
+from cebench.models import Generator
 from cebench.photo import chroma, membrane_fill
 from cebench.task import Task
 
@@ -231,3 +232,51 @@ def test_side_by_side_shows_input_filled_and_original(runs: dict[str, Path], tmp
     hole = centre_hole(20, 30)
     assert np.array_equal(side[:, 30:60], filled) and np.array_equal(side[:, 60:], photo)
     assert np.array_equal(side[:, :30][~hole], photo[~hole]) and len(np.unique(side[:, :30][hole], axis=0)) == 1
+
+
+def test_the_seam_fades_over_the_models_overlap_band(runs: dict[str, Path], tmp_path: Path) -> None:
+    """At the model's own size the band is 2 px: a white photo filled with mid-gray (127.5) goes 2/3, 1/3, then 0 of
+    the fill over the two pixels around the hole."""
+    code, out = invoke("inpaint", runs["flat"], save(tmp_path / "w.png", np.full((MODEL, MODEL), 255, np.uint8)),
+                       "--out", tmp_path / "f")
+    assert code == 0, out
+    column = np.asarray(Image.open(tmp_path / "f" / "w.png")).astype(int)[:, MODEL // 2]
+    assert np.allclose(column[LO - 3 : LO + 1], [255, 212.5, 170, 128], atol=1)
+    assert np.allclose(column[HI - 1 : HI + 3], [128, 170, 212.5, 255], atol=1)
+
+
+def test_a_sideways_stored_photo_is_filled_and_written_upright(runs: dict[str, Path], tmp_path: Path) -> None:
+    stored = noise((20, 30, 3), seed=8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise, as phones store portraits
+    Image.fromarray(stored).save(tmp_path / "portrait.png", exif=exif)
+    code, out = invoke("inpaint", runs["rgb"], tmp_path / "portrait.png", "--hole", "2,3,6,6", "--out", tmp_path / "f")
+    assert code == 0 and "(20x30 colour)" in out, out
+    upright = np.rot90(stored, k=-1)
+    filled = np.asarray(Image.open(tmp_path / "f" / "portrait.png"))
+    hole = np.zeros((30, 20), dtype=bool)
+    hole[3:9, 2:8] = True
+    outside = ~near(hole, feather(out))
+    assert filled.shape == upright.shape and np.array_equal(filled[outside], upright[outside])
+
+
+def test_the_model_sees_an_unsquashed_square_around_the_hole(runs: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a ramp photo (value = y + x), the model's input rises as fast across as down: the window is scaled by the same
+    factor both ways. The 30x15 hole's longer side maps onto the model's 12 px hole: an 80 px window, 2.5 px a pixel."""
+    seen: list[torch.Tensor] = []
+    forward = Generator.forward
+
+    def spy(self: Generator, x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return forward(self, x)
+
+    monkeypatch.setattr(Generator, "forward", spy)
+    ys, xs = np.mgrid[:80, :150]
+    code, out = invoke("inpaint", runs["rgb"], save(tmp_path / "ramp.png", (ys + xs).astype(np.uint8)),
+                       "--hole", "60,32,30,15", "--out", tmp_path / "f")
+    assert code == 0 and "hole upscaled 2.5x" in out, out
+    model_input = (seen[0][0, 0].double() + 1) * 127.5  # back to photo levels
+    across = model_input[3, 3:28].diff().mean()  # context rows above the centre hole (rows 10..21)
+    down = model_input[2:8, 3].diff().mean()
+    assert across == pytest.approx(2.5, rel=0.02) and down == pytest.approx(2.5, rel=0.02)
