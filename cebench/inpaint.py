@@ -208,12 +208,12 @@ def plan_window(task: Task, hole: np.ndarray) -> Window:
 
 
 def crop(values: np.ndarray, window: Window) -> np.ndarray:
-    """(C, H, W) -> (C, side, side) float64; parts past the photo's edges repeat the edge pixels."""
+    """(C, H, W) -> (C, side, side) float32; parts past the photo's edges repeat the edge pixels."""
     height, width = values.shape[1:]
     top, left, side = window.top, window.left, window.side
     inner = values[:, max(top, 0) : min(top + side, height), max(left, 0) : min(left + side, width)]
     pads = (max(-left, 0), max(left + side - width, 0), max(-top, 0), max(top + side - height, 0))
-    return F.pad(torch.from_numpy(inner.astype(np.float64))[None], pads, mode="replicate")[0].numpy()
+    return F.pad(torch.from_numpy(inner.astype(np.float32))[None], pads, mode="replicate")[0].numpy()
 
 
 def resize(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -230,7 +230,7 @@ def fill_photo(task: Task, generator: Generator, photo: Photo, hole: np.ndarray,
     window = plan_window(task, hole)
     seen = crop(photo.pixels, window) / photo.max_value  # (C, L, L) in [0, 1]
     seen_hole = crop(hole[None], window)[0] > 0.5  # edge pixels of a hole at the photo's edge stay hole when repeated
-    x = torch.from_numpy(seen).float()[None].to(device) * 2 - 1
+    x = torch.from_numpy(seen)[None].to(device) * 2 - 1
     if v.channels == "gray":
         x = to_luma(x)
     elif photo.gray:
@@ -245,19 +245,32 @@ def fill_photo(task: Task, generator: Generator, photo: Photo, hole: np.ndarray,
         masks = Masks(hole=blanked, region=grow(blanked, v.overlap))
     model_input = fill_holes(small, blanked, v.fill, torch.Generator(device).manual_seed(0))
     pred = task.composite(small, generator(model_input).float(), masks)
-    fill = ((resize(pred, window.side)[0].double().cpu().numpy() + 1) / 2)  # (model channels, L, L) in [0, 1]
+    fill = (resize(pred, window.side)[0].cpu().numpy() + 1) / 2  # (model channels, L, L) in [0, 1]
+    feather = round(v.overlap * window.side / v.image_size)
+    rows, cols = changing(hole, window, feather)
+    local = (slice(rows.start - window.top, rows.stop - window.top), slice(cols.start - window.left,
+                                                                           cols.stop - window.left))
+    fill = fill[:, local[0], local[1]].astype(np.float64)
     if photo.gray and v.channels == "rgb":
         fill = luma(fill)
     elif not photo.gray and v.channels == "gray":
         # The model fills luma only; the hole's colour comes from its surroundings: its Cb/Cr are a membrane (harmonic)
         # interpolation of the context's, so no colour of what was in the hole survives, and none is invented.
-        fill = to_rgb(fill, fill_chroma(seen, seen_hole))
-    return blend(photo, hole, fill, window, feather=round(v.overlap * window.side / v.image_size)), window
+        fill = to_rgb(fill, fill_chroma(seen[:, local[0], local[1]], seen_hole[local]))
+    return blend(photo, hole[rows, cols], fill, rows, cols, feather), window
+
+
+def changing(hole: np.ndarray, window: Window, feather: int) -> tuple[slice, slice]:
+    """The photo's rows and columns that the fill may change: the hole and `feather` px around it, inside the window
+    (`plan_window` leaves more margin than that; only a window of a few pixels cuts the seam short)."""
+    near = bounds(hole, feather + 1)
+    return (slice(max(near[0].start, window.top), min(near[0].stop, window.top + window.side)),
+            slice(max(near[1].start, window.left), min(near[1].stop, window.left + window.side)))
 
 
 def fill_chroma(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """Cb, Cr (2, H, W) of `rgb` with the hole's interpolated from the context around it. The membrane only depends on
-    the pixels bordering the hole, so it is solved on the hole's bounding box plus one pixel, not the whole window."""
+    the pixels bordering the hole, so it is solved on the hole's bounding box plus one pixel."""
     cbcr = chroma(rgb)
     rows, cols = bounds(hole, 1)
     cbcr[:, rows, cols] = membrane_fill(cbcr[:, rows, cols], hole[rows, cols])
@@ -272,17 +285,14 @@ def bounds(hole: np.ndarray, margin: int) -> tuple[slice, slice]:
             slice(max(int(xs.min()) - margin, 0), min(int(xs.max()) + 1 + margin, width)))
 
 
-def blend(photo: Photo, hole: np.ndarray, fill: np.ndarray, window: Window, feather: int) -> Photo:
-    """Paste `fill` (C, L, L) in [0, 1] over the hole, fading out over `feather` px of the context around it: the band
-    the model was trained to match to the context (Pathak's overlap). Pixels farther from the hole keep their values."""
-    near = bounds(hole, feather + 1)  # the only pixels that change
-    rows = slice(max(near[0].start, window.top), min(near[0].stop, window.top + window.side))  # within the fill (only
-    cols = slice(max(near[1].start, window.left), min(near[1].stop, window.left + window.side))  # a tiny window cuts)
-    inside = fill[:, rows.start - window.top : rows.stop - window.top, cols.start - window.left : cols.stop - window.left]
-    distance = cv2.distanceTransform((~hole[rows, cols]).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+def blend(photo: Photo, hole: np.ndarray, fill: np.ndarray, rows: slice, cols: slice, feather: int) -> Photo:
+    """Paste `fill` (C, h, w) in [0, 1] over the photo's `rows` and `cols`, where `hole` (h, w) is: all of it in the hole,
+    fading out over `feather` px of the context around it (the band the model was trained to match to the context,
+    Pathak's overlap). Pixels farther from the hole keep their values exactly."""
+    distance = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     alpha = np.clip(1 - distance / (feather + 1), 0, 1)  # 1 in the hole, 0 from `feather` + 1 px away
     original = photo.pixels[:, rows, cols]
-    mixed = alpha * np.clip(inside, 0, 1) * photo.max_value + (1 - alpha) * original
+    mixed = alpha * np.clip(fill, 0, 1) * photo.max_value + (1 - alpha) * original
     pixels = photo.pixels.copy()
     pixels[:, rows, cols] = np.where(alpha > 0, np.rint(mixed), original).astype(pixels.dtype)
     return Photo(pixels)
