@@ -296,26 +296,24 @@ def score(
 @user_errors
 def inpaint(
     run_dir: Annotated[Path, typer.Argument(help="a trained run folder")],
-    images: Annotated[list[Path], typer.Argument(help="photos to fill (any size; gray ones stay gray)")],
-    out: Annotated[Path, typer.Option(help="output folder (never an input's: inputs are not overwritten)")] = Path("filled"),
-    hole: Annotated[str | None, typer.Option(help="x,y,w,h in photo pixels (default: the centre region the model was "
-                                             "trained on, scaled to the photo)")] = None,
-    mask: Annotated[Path | None, typer.Option(help="a mask image of the photo's size instead (white = hole)")] = None,
-    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="also write NAME_side_by_side.png: hole | filled "
-                                               "| original")] = False,
+    images: Annotated[list[Path], typer.Argument(help="photos to fill (any size; gray stays gray)")],
+    out: Annotated[Path, typer.Option(help="output folder: NAME.png per photo, never over an input")] = Path("filled"),
+    hole: Annotated[str | None, typer.Option(help="the hole as x,y,w,h in photo pixels (default: the centre region "
+                                            "the model was trained on, scaled to the photo)", show_default=False)] = None,
+    mask: Annotated[Path | None, typer.Option(help="a mask image of the photo's size, white = hole",
+                                              show_default=False)] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="also write NAME.side-by-side.png: input with "
+                                               "its hole | filled | original")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Fill a hole in your own photos with a trained run: the model fills a window around the hole at its own size,
-    and only the hole is blended back, with a feathered seam, at the photo's full resolution."""
+    """Fill a hole in your own photos: the model fills a square around it at its own resolution, and only the hole is
+    blended back (feathered) into the photo at full resolution."""
     from cebench.device import pick_device
-    from cebench.photo import inpaint_files, parse_hole
+    from cebench.inpaint import inpaint_files
 
-    if hole is not None and mask is not None:
-        raise UserError("--hole and --mask both choose the hole; pass one")
-    box = parse_hole(hole) if hole is not None else None
-    for _, what in inpaint_files(run_dir, images, out, box=box, mask=mask, side_by_side=side_by_side,
-                                 device=pick_device(device)):
-        console.print(what, highlight=False, soft_wrap=True)
+    for line in inpaint_files(run_dir, images, out, pick_device(device), hole=hole, mask=mask,
+                              side_by_side=side_by_side):
+        console.print(escape(line), highlight=False, soft_wrap=True)
 
 
 @data_app.command("preview")
