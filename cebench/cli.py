@@ -197,8 +197,9 @@ def _print_results(table: Any, title: str, fmt: str | None = None, speed: str = 
         emit([Listing(title, list(table.columns), table.astype(object).values.tolist())], fmt, console)
         return
     metrics = [(m, label, digits) for m, label, digits in _SUMMARY if f"{m}_mean" in table]
-    runs = Listing(title, ["run", *(label for _, label, _ in metrics), "img/s"], caption=CONVENTION,
-                   numeric={label for _, label, _ in metrics} | {"img/s"})
+    rate = "eval img/s" if speed == "eval_images_per_s" else "train img/s"
+    runs = Listing(title, ["run", *(label for _, label, _ in metrics), rate], caption=CONVENTION,
+                   numeric={label for _, label, _ in metrics} | {rate})
     for _, row in table.iterrows():
         if row.get("status", "ok") != "ok":
             runs.rows.append([str(row["run_id"]), *[row["status"] for _ in metrics], ""])
@@ -232,6 +233,7 @@ def results(
     spec: Annotated[Path, typer.Argument(help="ablation spec (YAML)")],
     storage: Annotated[str | None, typer.Option(help="also gather the rows every worker stored there (any machine)")] = None,
     out: Annotated[Path, typer.Option(help="root folder of run outputs")] = Path("runs"),
+    fmt: FormatOpt = None,
 ) -> None:
     """The one results table of a spec: runs/<spec>/results.csv rebuilt from its runs (with --storage, from every
     worker's rows), printed."""
@@ -242,7 +244,7 @@ def results(
     table = gather(loaded, out, storage, console=err_console)
     if table.empty:
         raise UserError(f"{out / loaded.name}: no finished runs yet (run `cebench run {spec}` first)")
-    _print_results(table, f"{loaded.name}: {len(table)} runs -> {out / loaded.name / 'results.csv'}")
+    _print_results(table, f"{loaded.name}: {len(table)} runs -> {out / loaded.name / 'results.csv'}", fmt)
 
 
 @app.command("eval")

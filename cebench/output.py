@@ -76,7 +76,7 @@ def emit(listings: Sequence[Listing], fmt: str | None, console: Console, notes: 
         for t in map(_brief, listings):
             console.print(rich_table(t) if _fits(t, console.width) else records(t))
         for note in notes:
-            console.print(note, highlight=False, soft_wrap=True)
+            console.print(note, markup=False, highlight=False)  # wrapped between words at the terminal's width
 
 
 PROSE_MIN: Final = 24  # narrower than this, a prose column reads one word a line
@@ -87,7 +87,7 @@ def _fits(listing: Listing, width: int) -> bool:
     def longest(i: int) -> int:
         return max([len(listing.columns[i])] + [len(listing.show(listing.columns[i], r[i])) for r in listing.rows])
 
-    need = sum(PROSE_MIN if c in listing.prose else longest(i) for i, c in enumerate(listing.columns))
+    need = sum(min(PROSE_MIN, longest(i)) if c in listing.prose else longest(i) for i, c in enumerate(listing.columns))
     return need + 2 * len(listing.columns) + 2 <= width
 
 
