@@ -12,7 +12,6 @@ from typing import Annotated, Any, Final, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperOption
 
 from cebench.errors import UserError, disk_error
@@ -433,32 +432,34 @@ def bench(
     fast: Annotated[bool | None, typer.Option("--fast/--plain", help="bf16 + channels_last + compile, or plain fp32 "
                                               "(default: fast on CUDA, plain on CPU)", show_default=False)] = None,
     device: DeviceOpt = "auto",
+    fmt: FormatOpt = None,
 ) -> None:
     """Headline speed figures for this machine: training images/s, fraction of bf16 peak, paper-run time, scoring."""
     from cebench.bench import headline
     from cebench.device import pick_device
+    from cebench.output import Listing, emit
     from cebench.registry import list_variants
 
     if preset not in list_variants():
         raise UserError(f"--preset {preset!r}: unknown; valid: {', '.join(list_variants())}")
     figures = headline(pick_device(device), preset, batch_size, steps, fast)
-    table = Table(title=f"cebench bench: {figures['device']}, {preset} at 128 px, batch {figures['batch']}, "
-                  f"{figures['path']}")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
     frac = figures["fraction_of_bf16_peak"]
-    rows = [
-        ("training images/s", f"{figures['train_images_per_s']:,.0f}"),
-        ("GFLOP per image (one joint step)", f"{figures['gflop_per_image']:.2f}"),
-        ("achieved TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
-        ("fraction of bf16 peak", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
-        ("warm-up (compilation, kernel choice, a checkpoint)", _duration(float(figures["warmup_s"] or 0))),
-        ("100-epoch paper run (15K images), training + warm-up", _duration(float(figures["paper_run_s"] or 0))),
-        ("scoring images/s (4 metrics + sharpness)", f"{figures['score_images_per_s']:,.0f}"),
+    rows = [  # the figure, its value and unit as data (CSV, JSON), and as read (table, Markdown)
+        ("training images/s", figures["train_images_per_s"], "images/s", f"{figures['train_images_per_s']:,.0f}"),
+        ("GFLOP per image (one joint step)", figures["gflop_per_image"], "GFLOP", f"{figures['gflop_per_image']:.2f}"),
+        ("achieved TFLOP/s", figures["achieved_tflops"], "TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
+        ("fraction of bf16 peak", frac, "fraction", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
+        ("warm-up (compilation, kernel choice, a checkpoint)", figures["warmup_s"], "s",
+         _duration(float(figures["warmup_s"] or 0))),
+        ("100-epoch paper run (15K images), training + warm-up", figures["paper_run_s"], "s",
+         _duration(float(figures["paper_run_s"] or 0))),
+        ("scoring images/s (4 metrics + sharpness)", figures["score_images_per_s"], "images/s",
+         f"{figures['score_images_per_s']:,.0f}"),
     ]
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
+    table = Listing(f"cebench bench: {figures['device']}, {preset} at 128 px, batch {figures['batch']}, {figures['path']}",
+                    ["figure", "value", "unit", "measured"], [list(r) for r in rows], numeric={"measured"},
+                    prose={"figure"}, detail={"value", "unit"}, display={"measured"})
+    emit([table], fmt, console)
 
 
 def _duration(seconds: float) -> str:

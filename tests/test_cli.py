@@ -239,10 +239,13 @@ def trained_center_run(tmp_path: Path) -> Path:
 
 
 def test_bench_prints_the_headline_figures() -> None:
-    code, out = invoke("bench", "--device", "cpu", "--preset", "pathak2016_l2", "--batch-size", "2", "--steps", "1",
-                       "--plain")
-    assert code == 0, out
+    result = runner.invoke(app, ["bench", "--device", "cpu", "--preset", "pathak2016_l2", "--batch-size", "2",
+                                 "--steps", "1", "--plain", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    figures = {r["figure"].split(" (")[0]: r for r in json.loads(result.stdout)}
     for figure in ("training images/s", "fraction of bf16 peak", "warm-up", "100-epoch paper run", "scoring images/s"):
-        assert figure in out
+        assert figure in figures, figure
+    assert figures["training images/s"]["value"] > 0 and figures["fraction of bf16 peak"]["value"] is None  # no GPU
+    assert figures["warm-up"]["unit"] == "s"
     code, out = invoke("bench", "--preset", "nope")
     assert code == 2 and "--preset 'nope': unknown; valid:" in out and "Traceback" not in out

@@ -110,6 +110,13 @@ def test_completion_is_installable() -> None:
     code, out = invoke("--help", columns=120)
     assert code == 0
     assert "--install-completion" in out and "--show-completion" in out
+    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="cebench")
+    assert script.exit_code == 0 and "_CEBENCH_COMPLETE=complete_bash" in script.output
+    for words, expected in (("cebench li", ["list"]), ("cebench run x.yaml --re", ["--resume", "--retry-diverged"])):
+        # What the installed script asks for when Tab is pressed after `words`.
+        env = {"_CEBENCH_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)}
+        done = runner.invoke(app, [], prog_name="cebench", env=env)
+        assert done.exit_code == 0 and done.output.split() == expected, done.output
 
 
 def _commands(group: typer.Typer, prefix: list[str]) -> list[list[str]]:
