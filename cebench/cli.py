@@ -20,8 +20,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and ablate Context Encoders (Pathak et al. 2016): run, eval, score, inpaint.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: preview samples.")
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # a message is one line, paths whole, at any width; tables still fit the width
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")]
@@ -40,14 +40,13 @@ TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 def _version(show: bool) -> None:
     if show:
-        import importlib.metadata
-
         import torch
 
-        cuda = f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else \
-            "no CUDA device"
-        console.print(f"cebench {importlib.metadata.version('cebench')} (torch {torch.__version__}; {cuda})",
-                      highlight=False)
+        from cebench import __version__
+
+        built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only build"
+        cuda = f"CUDA available, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "CUDA not available"
+        console.print(f"cebench {__version__} (torch {torch.__version__}, {built}; {cuda})", highlight=False, soft_wrap=True)
         raise typer.Exit()
 
 

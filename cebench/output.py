@@ -76,7 +76,7 @@ def emit(listings: Sequence[Listing], fmt: str | None, console: Console, notes: 
         for t in map(_brief, listings):
             console.print(rich_table(t) if _fits(t, console.width) else records(t))
         for note in notes:
-            console.print(note, markup=False, highlight=False)  # wrapped between words at the terminal's width
+            console.print(note, markup=False, highlight=False, soft_wrap=False)  # wrapped between words at the width
 
 
 PROSE_MIN: Final = 24  # narrower than this, a prose column reads one word a line

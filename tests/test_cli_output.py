@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import sys
@@ -101,9 +102,23 @@ def test_format_mistakes_are_one_line_exit_2(args: list[str], needle: str) -> No
 def test_version_names_cebench_torch_and_cuda() -> None:
     import torch
 
+    import cebench
+
     code, out = invoke("--version")
     assert code == 0
-    assert out.startswith("cebench ") and f"torch {torch.__version__}" in out and "CUDA" in out
+    assert out.startswith(f"cebench {cebench.__version__} ") and f"torch {torch.__version__}" in out and "CUDA" in out
+    assert importlib.metadata.version("cebench") == cebench.__version__  # pyproject.toml and the package agree
+    cuda = f"CUDA available, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "CUDA not available"
+    assert out.rstrip().endswith(f"; {cuda})"), out
+
+
+def test_version_counts_the_gpus_torch_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    code, out = invoke("--version")
+    assert code == 0 and out.rstrip().endswith("; CUDA available, 2 GPU(s))"), out
 
 
 def test_completion_is_installable() -> None:
