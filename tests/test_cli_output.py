@@ -7,6 +7,7 @@ import csv
 import importlib.metadata
 import io
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -72,6 +73,24 @@ def test_a_table_too_wide_becomes_records_and_a_wide_terminal_keeps_the_table() 
     records = terminal([narrow], 80)
     assert "x" * 30 in records and "z" * 30 in records and "…" not in records
     assert "─" not in records
+
+
+def test_a_table_is_chosen_only_when_every_cell_fits() -> None:
+    """At every width: whatever is printed (table or records) holds every cell whole, and a table is printed whenever
+    one fits (the eval table at 80 columns was once cut to "0.132±0.07" and "eval img/")."""
+    rng = random.Random(0)
+    for _ in range(12):
+        columns = [f"c{i}" + "h" * rng.randint(0, 8) for i in range(rng.randint(2, 7))]
+        rows = [["".join(rng.choice("abcdef±.") for _ in range(rng.randint(1, 15))) for _ in columns] for _ in range(2)]
+        cells = {*columns, *(cell for row in rows for cell in row)}
+        previous_table = False
+        for width in range(40, 110):  # narrower, a records cell longer than the line would fold
+            text = terminal([Listing("t", columns, rows)], width)
+            assert cells <= set(text.split()), (width, columns, rows)
+            table = "─" in text
+            assert table or not previous_table, width  # wider never turns a table back into records
+            previous_table = table
+        assert previous_table  # 110 columns hold a table of at most 7 x 24 characters
 
 
 def test_csv_and_json_parse_and_keep_numbers() -> None:
