@@ -93,6 +93,20 @@ def test_a_table_is_chosen_only_when_every_cell_fits() -> None:
         assert previous_table  # 110 columns hold a table of at most 7 x 24 characters
 
 
+def test_tune_trials_are_whole_at_80_columns() -> None:
+    import pandas as pd
+
+    from cebench.tune import print_table
+
+    frame = pd.DataFrame([{"trial": n, "val_psnr": 20 + n / 3, "test_psnr": float("nan"), "lambda_adv": 0.001 * n,
+                           "lambda_rec": 0.999, "lr_g": 2e-4, "lr_d": 2e-5, "beta1": 0.5} for n in range(3)])
+    console = Console(width=80, force_terminal=True, record=True, file=io.StringIO())
+    print_table(console, frame, "tune: best trials")
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    assert {"lambda_adv", "lambda_rec", "test_psnr", "20.67", "0.002", "0.0002", "2e-05"} <= set(text.split())
+
+
 def test_csv_and_json_parse_and_keep_numbers() -> None:
     code, out = invoke("baselines", "--format", "csv")
     assert code == 0
