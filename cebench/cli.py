@@ -12,7 +12,6 @@ from typing import Annotated, Any, Final, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperOption
 
 from cebench.errors import UserError, disk_error
@@ -21,8 +20,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark and ablate Context Encoders (Pathak et al. 2016): run, eval, score, inpaint.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: preview samples.")
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # a message is one line, paths whole, at any width; tables still fit the width
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")]
@@ -41,14 +40,13 @@ TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 def _version(show: bool) -> None:
     if show:
-        import importlib.metadata
-
         import torch
 
-        cuda = f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else \
-            "no CUDA device"
-        console.print(f"cebench {importlib.metadata.version('cebench')} (torch {torch.__version__}; {cuda})",
-                      highlight=False)
+        from cebench import __version__
+
+        built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only build"
+        cuda = f"CUDA available, {torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "CUDA not available"
+        console.print(f"cebench {__version__} (torch {torch.__version__}, {built}; {cuda})", highlight=False, soft_wrap=True)
         raise typer.Exit()
 
 
@@ -197,8 +195,9 @@ def _print_results(table: Any, title: str, fmt: str | None = None, speed: str = 
         emit([Listing(title, list(table.columns), table.astype(object).values.tolist())], fmt, console)
         return
     metrics = [(m, label, digits) for m, label, digits in _SUMMARY if f"{m}_mean" in table]
-    runs = Listing(title, ["run", *(label for _, label, _ in metrics), "img/s"], caption=CONVENTION,
-                   numeric={label for _, label, _ in metrics} | {"img/s"})
+    rate = "eval img/s" if speed == "eval_images_per_s" else "train img/s"
+    runs = Listing(title, ["run", *(label for _, label, _ in metrics), rate], caption=CONVENTION,
+                   numeric={label for _, label, _ in metrics} | {rate})
     for _, row in table.iterrows():
         if row.get("status", "ok") != "ok":
             runs.rows.append([str(row["run_id"]), *[row["status"] for _ in metrics], ""])
@@ -232,6 +231,7 @@ def results(
     spec: Annotated[Path, typer.Argument(help="ablation spec (YAML)")],
     storage: Annotated[str | None, typer.Option(help="also gather the rows every worker stored there (any machine)")] = None,
     out: Annotated[Path, typer.Option(help="root folder of run outputs")] = Path("runs"),
+    fmt: FormatOpt = None,
 ) -> None:
     """The one results table of a spec: runs/<spec>/results.csv rebuilt from its runs (with --storage, from every
     worker's rows), printed."""
@@ -242,7 +242,7 @@ def results(
     table = gather(loaded, out, storage, console=err_console)
     if table.empty:
         raise UserError(f"{out / loaded.name}: no finished runs yet (run `cebench run {spec}` first)")
-    _print_results(table, f"{loaded.name}: {len(table)} runs -> {out / loaded.name / 'results.csv'}")
+    _print_results(table, f"{loaded.name}: {len(table)} runs -> {out / loaded.name / 'results.csv'}", fmt)
 
 
 @app.command("eval")
@@ -438,32 +438,34 @@ def bench(
     fast: Annotated[bool | None, typer.Option("--fast/--plain", help="bf16 + channels_last + compile, or plain fp32 "
                                               "(default: fast on CUDA, plain on CPU)", show_default=False)] = None,
     device: DeviceOpt = "auto",
+    fmt: FormatOpt = None,
 ) -> None:
     """Headline speed figures for this machine: training images/s, fraction of bf16 peak, paper-run time, scoring."""
     from cebench.bench import headline
     from cebench.device import pick_device
+    from cebench.output import Listing, emit
     from cebench.registry import list_variants
 
     if preset not in list_variants():
         raise UserError(f"--preset {preset!r}: unknown; valid: {', '.join(list_variants())}")
     figures = headline(pick_device(device), preset, batch_size, steps, fast)
-    table = Table(title=f"cebench bench: {figures['device']}, {preset} at 128 px, batch {figures['batch']}, "
-                  f"{figures['path']}")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
     frac = figures["fraction_of_bf16_peak"]
-    rows = [
-        ("training images/s", f"{figures['train_images_per_s']:,.0f}"),
-        ("GFLOP per image (one joint step)", f"{figures['gflop_per_image']:.2f}"),
-        ("achieved TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
-        ("fraction of bf16 peak", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
-        ("warm-up (compilation, kernel choice, a checkpoint)", _duration(float(figures["warmup_s"] or 0))),
-        ("100-epoch paper run (15K images), training + warm-up", _duration(float(figures["paper_run_s"] or 0))),
-        ("scoring images/s (4 metrics + sharpness)", f"{figures['score_images_per_s']:,.0f}"),
+    rows = [  # the figure, its value and unit as data (CSV, JSON), and as read (table, Markdown)
+        ("training images/s", figures["train_images_per_s"], "images/s", f"{figures['train_images_per_s']:,.0f}"),
+        ("GFLOP per image (one joint step)", figures["gflop_per_image"], "GFLOP", f"{figures['gflop_per_image']:.2f}"),
+        ("achieved TFLOP/s", figures["achieved_tflops"], "TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
+        ("fraction of bf16 peak", frac, "fraction", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
+        ("warm-up (compilation, kernel choice, a checkpoint)", figures["warmup_s"], "s",
+         _duration(float(figures["warmup_s"] or 0))),
+        ("100-epoch paper run (15K images), training + warm-up", figures["paper_run_s"], "s",
+         _duration(float(figures["paper_run_s"] or 0))),
+        ("scoring images/s (4 metrics + sharpness)", figures["score_images_per_s"], "images/s",
+         f"{figures['score_images_per_s']:,.0f}"),
     ]
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
+    table = Listing(f"cebench bench: {figures['device']}, {preset} at 128 px, batch {figures['batch']}, {figures['path']}",
+                    ["figure", "value", "unit", "measured"], [list(r) for r in rows], numeric={"measured"},
+                    prose={"figure"}, detail={"value", "unit"}, display={"measured"})
+    emit([table], fmt, console)
 
 
 def _duration(seconds: float) -> str:

@@ -74,9 +74,9 @@ def emit(listings: Sequence[Listing], fmt: str | None, console: Console, notes: 
         _plain(console, "\n\n".join(markdown(_brief(t)) for t in listings) + "".join(f"\n\n{n}" for n in notes))
     else:
         for t in map(_brief, listings):
-            console.print(rich_table(t) if _fits(t, console.width) else records(t))
+            console.print(rich_table(t) if _fits(t, console.width) else records(t), soft_wrap=False)
         for note in notes:
-            console.print(note, highlight=False, soft_wrap=True)
+            console.print(note, markup=False, highlight=False, soft_wrap=False)  # wrapped between words at the width
 
 
 PROSE_MIN: Final = 24  # narrower than this, a prose column reads one word a line
@@ -87,8 +87,8 @@ def _fits(listing: Listing, width: int) -> bool:
     def longest(i: int) -> int:
         return max([len(listing.columns[i])] + [len(listing.show(listing.columns[i], r[i])) for r in listing.rows])
 
-    need = sum(PROSE_MIN if c in listing.prose else longest(i) for i, c in enumerate(listing.columns))
-    return need + 2 * len(listing.columns) + 2 <= width
+    need = sum(min(PROSE_MIN, longest(i)) if c in listing.prose else longest(i) for i, c in enumerate(listing.columns))
+    return need + 3 * len(listing.columns) + 1 <= width  # a space either side of a cell, one between columns
 
 
 def rich_table(listing: Listing) -> Table:
@@ -105,9 +105,10 @@ def rich_table(listing: Listing) -> Table:
 def records(listing: Listing) -> Table:
     """A table too wide for the terminal, one record after another (the first column as its heading), like psql's
     expanded display: every cell whole, however narrow the terminal."""
-    grid = Table(title=listing.title, caption=listing.caption, box=None, show_header=False, padding=(0, 1))
+    grid = Table(title=listing.title, caption=listing.caption, box=None, show_header=False, padding=(0, 1), expand=True,
+                 title_justify="left", caption_justify="left")  # the terminal's width for the title and caption
     grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
+    grid.add_column(overflow="fold", ratio=1)  # the values take the width the names leave
     for n, row in enumerate(listing.rows):
         if n:
             grid.add_row("", "")

@@ -18,6 +18,13 @@ from cebench.imageio import atomic_path
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 CONVENTION = "values in [0,1]; L1/L2 in % (x100); PSNR in dB per image, averaged; SSIM 11x11 gaussian sigma 1.5"
+# Read as text whatever they look like: a commit such as 20536e606051 would otherwise be the float 2.05e16, i.e. inf.
+TEXT_COLUMNS = ("spec", "run_id", "git_commit")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A table cebench wrote (results, eval, probe), its identifiers and commit as text."""
+    return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
 
 
 @functools.cache
@@ -65,7 +72,7 @@ def append_rows(path: Path, rows: list[dict[str, Any]], replace_same_run: bool =
     """Add rows to the CSV table at `path` (+ a parquet copy); a rerun replaces its earlier row. Atomic writes."""
     table = pd.DataFrame(rows)
     if path.is_file():
-        table = pd.concat([pd.read_csv(path), table], ignore_index=True)
+        table = pd.concat([read_table(path), table], ignore_index=True)
         if replace_same_run:
             table = table.drop_duplicates(subset=["spec", "run_id"], keep="last").reset_index(drop=True)
     write_table(table, path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 from pathlib import Path
 
@@ -78,6 +81,26 @@ def test_rerun_needs_resume_and_resume_skips_finished(trained: Path, tmp_path: P
         code, out = invoke("run", tmp_path / "one.yaml", "--out", tmp_path / "runs", "--device", "cpu", "--overwrite")
         assert code == 0, out
     assert list(pd.read_csv(tmp_path / "runs" / "tiny" / "results.csv")["run_id"]) == ["loss=l2-seed0"]
+
+
+def test_eval_and_results_print_their_own_rate_in_every_format(trained: Path, tmp_path: Path) -> None:
+    run = trained / "runs" / "tiny" / "loss=l2-seed0"
+    result = runner.invoke(app, [str(a) for a in ("eval", run, "--out", tmp_path / "eval.csv", "--device", "cpu")])
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "eval.csv").iloc[-1]
+    header, _, cells = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")][:3]
+    assert header[-2].strip() == "eval img/s"  # piped: Markdown, with scoring's rate, not training's
+    assert cells[-2].strip() == f"{row['eval_images_per_s']:.0f}" and row["eval_images_per_s"] > 0
+    result = runner.invoke(app, [str(a) for a in ("eval", run, "--out", tmp_path / "eval.csv", "--device", "cpu",
+                                                  "--format", "json")])
+    [record] = json.loads(result.stdout)
+    assert record["run_id"] == "loss=l2-seed0" and record["eval_images_per_s"] > 0
+    assert record["psnr_mean"] == pytest.approx(pd.read_csv(tmp_path / "eval.csv")["psnr_mean"].iloc[-1])
+    result = runner.invoke(app, [str(a) for a in ("results", trained / "tiny.yaml", "--out", trained / "runs",
+                                                  "--format", "csv")])
+    assert [r["run_id"] for r in csv.DictReader(io.StringIO(result.stdout))] == ["loss=l2-seed0", "loss=joint-seed0"]
+    code, out = invoke("results", trained / "tiny.yaml", "--out", trained / "runs")
+    assert code == 0 and "train img/s" in out and "eval img/s" not in out
 
 
 def test_interrupted_run_resumes_to_the_same_result(trained: Path, tmp_path: Path,
@@ -218,10 +241,13 @@ def trained_center_run(tmp_path: Path) -> Path:
 
 
 def test_bench_prints_the_headline_figures() -> None:
-    code, out = invoke("bench", "--device", "cpu", "--preset", "pathak2016_l2", "--batch-size", "2", "--steps", "1",
-                       "--plain")
-    assert code == 0, out
+    result = runner.invoke(app, ["bench", "--device", "cpu", "--preset", "pathak2016_l2", "--batch-size", "2",
+                                 "--steps", "1", "--plain", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    figures = {r["figure"].split(" (")[0]: r for r in json.loads(result.stdout)}
     for figure in ("training images/s", "fraction of bf16 peak", "warm-up", "100-epoch paper run", "scoring images/s"):
-        assert figure in out
+        assert figure in figures, figure
+    assert figures["training images/s"]["value"] > 0 and figures["fraction of bf16 peak"]["value"] is None  # no GPU
+    assert figures["warm-up"]["unit"] == "s"
     code, out = invoke("bench", "--preset", "nope")
     assert code == 2 and "--preset 'nope': unknown; valid:" in out and "Traceback" not in out

@@ -30,7 +30,7 @@ from cebench.probe.features import PIXELS, check_layers, encoder_features, layer
 from cebench.probe.finetune import finetune
 from cebench.probe.labels import Labelled, align, check_tasks, default_tasks, load_labelled
 from cebench.probe.linear import ProbeScore, linear_probe
-from cebench.results import _device_name, git_commit
+from cebench.results import _device_name, git_commit, read_table
 from cebench.run import make_progress
 from cebench.task import Task
 
@@ -210,7 +210,7 @@ def _describe(data: DataConfig) -> str:
 
 
 def _read(spec_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    table = pd.read_csv(spec_dir / PROBE_CSV) if (spec_dir / PROBE_CSV).is_file() else pd.DataFrame()
+    table = read_table(spec_dir / PROBE_CSV) if (spec_dir / PROBE_CSV).is_file() else pd.DataFrame()
     preds = spec_dir / PREDICTIONS_CSV
     return table, (pd.read_csv(preds) if preds.is_file() else pd.DataFrame())
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from cebench.config import Variant
 from cebench.errors import UserError
-from cebench.results import RESULTS_CSV
+from cebench.results import RESULTS_CSV, read_table
 
 CONVENTION_COLUMNS = ("value_range", "region", "convention")
 REQUIRED_COLUMNS = ("spec", "run_id", "seed", "psnr_mean", "l1_mean", *CONVENTION_COLUMNS)
@@ -68,7 +68,7 @@ def _read_one(path: Path) -> tuple[Path, pd.DataFrame]:
     if not csv.is_file():
         raise UserError(f"{folder}: no {RESULTS_CSV} (run `cebench run SPEC` first)")
     try:
-        table = pd.read_csv(csv)
+        table = read_table(csv)
     except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
         raise UserError(f"{csv}: not a readable results table ({str(e).splitlines()[0]})") from None
     table = table.copy()  # one block per dtype: read_csv leaves one per column, and adding columns then warns

@@ -16,7 +16,6 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from cebench.errors import UserError, choices
 from cebench.imageio import atomic_path
@@ -80,12 +79,16 @@ def pareto_table(study: optuna.Study, spec: TuneSpec) -> pd.DataFrame:
 
 
 def print_table(console: Console, frame: pd.DataFrame, title: str) -> None:
-    table = Table(title=title)
-    for col in frame.columns:
-        table.add_column(str(col), justify="right")
-    for _, row in frame.iterrows():
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    console.print(table)
+    """Trials, whole at any width (a table, one record per trial in a narrow terminal, Markdown when redirected)."""
+    from cebench.output import Listing, emit
+
+    def show(column: str, value: Any) -> str:
+        if isinstance(value, float) and not math.isnan(value):
+            return f"{value:.4g}"
+        return "-" if value is None or isinstance(value, float) else str(value)
+
+    columns = [str(c) for c in frame.columns]
+    emit([Listing(title, columns, frame.astype(object).values.tolist(), numeric=set(columns), show=show)], None, console)
 
 
 def write_plots(study: optuna.Study, spec: TuneSpec, plot_dir: Path, console: Console) -> list[Path]:
