@@ -77,8 +77,10 @@ def user_errors(fn: F) -> F:
             _error_line(found)
         except KeyboardInterrupt as e:
             signum = getattr(e, "signum", signal.SIGINT)
-            err_console.print(f"[yellow]interrupted[/] ({signal.Signals(signum).name}): finished runs and a checkpoint "
-                              "of the one under way are saved; continue with the same command (`run` needs --resume)")
+            if _is_main():
+                err_console.print(f"[yellow]interrupted[/] ({signal.Signals(signum).name}): finished runs and a checkpoint "
+                                  "of the one under way are saved; continue with the same command (`run` needs "
+                                  "--resume)")
             raise typer.Exit(128 + signum) from None
         finally:
             if main_thread:
@@ -87,8 +89,16 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _is_main() -> bool:
+    """Under torchrun only rank 0 speaks; the other ranks stop with the same exit code, quietly."""
+    from cebench.distributed import is_main
+
+    return is_main()
+
+
 def _error_line(error: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # "[x]" is text
+    if _is_main():
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # "[x]" is text
     raise typer.Exit(2) from None
 
 
@@ -158,7 +168,23 @@ def run(
     if devices is not None and device != "auto":
         raise UserError("--device and --devices contradict each other; pass one")
     loaded = load_spec(spec)
-    if devices is not None:
+    from cebench import distributed
+
+    if distributed.launched() > 1:  # torchrun: this process is one rank of each run, data-parallel
+        if devices is not None or storage is not None:
+            raise UserError(f"{'--devices' if devices is not None else '--storage'} with torchrun: torchrun already "
+                            "spreads each run over its processes; drop the option, or run without torchrun")
+        dev = distributed.pick_device(device)
+        from cebench.spec import expand
+
+        distributed.check_batches({p.run_id: p.variant.batch_size for p in expand(loaded)})
+        with distributed.session(dev):
+            table = run_spec(loaded, out, dev, resume=resume, overwrite=overwrite, retry_diverged=retry_diverged,
+                             console=err_console)
+        if not distributed.is_main():
+            return
+        where = f"{distributed.launched()} processes ({dev.type})"
+    elif devices is not None:
         from cebench.workers import parse_devices, run_on_devices
 
         devs = parse_devices(devices)

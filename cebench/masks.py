@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cebench.distributed import part
+
 MASK_KINDS = ("center", "block", "region")
 FILL_KINDS = ("mean", "zero", "noise")
 
@@ -33,6 +35,9 @@ class Masks:
         """1 inside the hole, `overlap_weight` on the band, 0 outside the region."""
         band = self.region & ~self.hole
         return self.hole.float() + overlap_weight * band.float()
+
+    def __getitem__(self, index: slice) -> Masks:
+        return Masks(self.hole[index], self.region[index])
 
 
 def center_box(size: int) -> tuple[int, int]:
@@ -96,15 +101,20 @@ def _random_regions(n: int, size: int, generator: torch.Generator | None, device
     return (smooth >= threshold).view(n, 1, size, size)
 
 
-def fill_holes(images: torch.Tensor, hole: torch.Tensor, fill: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Blank the hole of images in [-1, 1] (N, C, S, S) with Pathak's mean colour, zero, or uniform noise."""
+def fill_holes(
+    images: torch.Tensor, hole: torch.Tensor, fill: str, generator: torch.Generator | None = None, ranks: int = 1
+) -> torch.Tensor:
+    """Blank the hole of images in [-1, 1] (N, C, S, S) with Pathak's mean colour, zero, or uniform noise. With `ranks`
+    > 1 the images are this rank's share of a global batch: noise is drawn for all of it and this rank's part kept."""
     c = images.shape[1]
     if fill == "mean":
         value = _mean_colour(images.device, images.dtype, c).expand_as(images)
     elif fill == "zero":
         value = torch.zeros_like(images)
     elif fill == "noise":
-        value = torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype) * 2 - 1
+        n = len(images)
+        value = torch.rand((n * ranks, *images.shape[1:]), generator=generator, device=images.device,
+                           dtype=images.dtype)[part(n) if ranks > 1 else slice(None)] * 2 - 1
     else:
         raise ValueError(f"unknown fill {fill!r}; valid: {', '.join(FILL_KINDS)}")
     return torch.where(hole, value, images)

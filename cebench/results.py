@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 import cebench
+from cebench import distributed
 from cebench.config import DataConfig, Variant
 from cebench.imageio import atomic_path
 
@@ -47,7 +48,8 @@ def make_row(
     status: str = "ok", reason: str = "", extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A results-table row: identity, status (`ok`, or `diverged` with the reason and no metrics), every config field,
-    each metric's mean and std, cost, and provenance."""
+    each metric's mean and std, cost, and provenance: `world_size` processes trained the run on `devices` (1 and
+    `device` but under torchrun)."""
     row: dict[str, Any] = {"spec": spec, "run_id": run_id, "seed": seed, "status": status, "reason": reason}
     row.update(variant.model_dump(mode="json"))
     row.update({f"data_{k}": v for k, v in data.model_dump(mode="json").items()})
@@ -55,6 +57,7 @@ def make_row(
     row.update({
         "n_test": n_test, "region": "hole", "value_range": "[0,1]", "convention": CONVENTION,
         "train_time_s": train_time_s, "images_per_s": images_per_s, "device": _device_name(device),
+        "world_size": distributed.world_size(), "devices": distributed.devices(device),
         "torch_version": torch.__version__, "cebench_version": cebench.__version__, "git_commit": git_commit(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     })

@@ -6,7 +6,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cebench import distributed
 from cebench.checkpoint import RESULT, STATE, write_run_config
 from cebench.classical import classical_references, reference_means
 from cebench.config import DataConfig, Spec, Variant
@@ -84,40 +85,49 @@ def run_spec(
 ) -> pd.DataFrame:
     """Train and score every run of `spec`; finished runs are skipped with `resume` (diverged ones too, unless
     `retry_diverged`), the spec's earlier runs are deleted with `overwrite`. A run that diverges is recorded as such and
-    the grid goes on. Returns the results table."""
+    the grid goes on. Returns the results table.
+
+    Under torchrun every rank calls this and trains each run's shard (`cebench.distributed`); rank 0 alone holds the
+    folder's lock, prints, and writes files, while the others wait for it."""
+    if not distributed.is_main():
+        console = Console(stderr=True, quiet=True)
     console = console or Console(stderr=True)
     plans = expand(spec)
     run_ids = [p.run_id for p in plans]
-    spec_dir = run_folder(spec, plans, out_root)
-    with FolderLock(spec_dir):
-        started = [r for r in run_ids if (spec_dir / r).exists()]
-        if started and not (resume or overwrite):
-            raise UserError(f"{spec_dir} already holds {len(started)} of this spec's runs (e.g. {started[0]}); "
-                            "pass --resume to continue them or --overwrite to start over")
-        if overwrite:
-            remove_runs(spec_dir, run_ids, tables=True)
-        elif started:
-            check_unchanged(spec_dir, spec.model_dump_json())
-        if cleaned := clean_leftovers(spec_dir, run_ids):
-            console.print(f"[dim]removed {cleaned} temporary file(s) left by an interrupted write")
-        write_text(spec_dir / SPEC_JSON, spec.model_dump_json(indent=2))
-        table = write_results(spec_dir, run_ids)  # rows of runs that finished but missed the table (killed between)
+    with ExitStack() as held:
+        def prepare() -> tuple[Path, pd.DataFrame]:
+            spec_dir = run_folder(spec, plans, out_root)
+            held.enter_context(FolderLock(spec_dir))
+            started = [r for r in run_ids if (spec_dir / r).exists()]
+            if started and not (resume or overwrite):
+                raise UserError(f"{spec_dir} already holds {len(started)} of this spec's runs (e.g. {started[0]}); "
+                                "pass --resume to continue them or --overwrite to start over")
+            if overwrite:
+                remove_runs(spec_dir, run_ids, tables=True)
+            elif started:
+                check_unchanged(spec_dir, spec.model_dump_json())
+            if cleaned := clean_leftovers(spec_dir, run_ids):
+                console.print(f"[dim]removed {cleaned} temporary file(s) left by an interrupted write")
+            write_text(spec_dir / SPEC_JSON, spec.model_dump_json(indent=2))
+            return spec_dir, write_results(spec_dir, run_ids)  # rows of runs that finished but missed the table
+
+        spec_dir, table = distributed.on_main(prepare)
         splits = SplitCache(device, lambda line: console.print(f"[dim]{line}"))
         with make_progress(console) as progress:
             overall = progress.add_task(f"{spec.name}: runs", total=len(plans), ips=0.0, info="")
             images = seconds = 0.0
             for plan in plans:
                 run_dir = spec_dir / plan.run_id
-                done = read_result(run_dir)
+                done = distributed.on_main(functools.partial(read_result, run_dir))
                 status = None if done is None else done.get("status", "ok")
                 if status == "ok" or (status == "diverged" and not retry_diverged):
                     progress.console.print(f"[dim]{plan.run_id}: {'finished' if status == 'ok' else 'diverged'} "
                                            "earlier, skipped")
                 else:
                     if status == "diverged":  # retried from scratch: its checkpoint leads to the same divergence
-                        remove_runs(spec_dir, [plan.run_id], tables=False)
+                        distributed.on_main(functools.partial(remove_runs, spec_dir, [plan.run_id], tables=False))
                     row = train_or_record_divergence(spec, plan, run_dir, splits, device, progress)
-                    table = write_results(spec_dir, run_ids)
+                    table = distributed.on_main(functools.partial(write_results, spec_dir, run_ids))
                     progress.console.print(outcome(row))
                     if row.get("status", "ok") == "ok":  # the grid's rate: training images/s over the runs trained
                         seconds += row["train_time_s"]
@@ -127,7 +137,8 @@ def run_spec(
         if spec.probe is not None:  # the spec asks what the encoders learned: `cebench probe` on the finished runs
             from cebench.probe import probe_runs
 
-            probe_runs(spec_dir, spec.probe, device, console=console)
+            probe = spec.probe
+            distributed.on_main(lambda: probe_runs(spec_dir, probe, device, console=console))
     return table
 
 
@@ -160,13 +171,18 @@ def train_or_record_divergence(
         if progress is not None:
             for task in progress.tasks[1:]:  # the run's own bar stops where it diverged
                 progress.update(task.id, visible=False)
-        row = make_row(spec=spec.name, run_id=plan.run_id, variant=plan.variant, data=spec.data, seed=plan.seed,
-                       summary={}, n_test=len(data.test), device=device, status="diverged", reason=str(e),
-                       extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})})
-        write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
-        with run_log(run_dir) as log:
-            log(f"diverged: {e}")
-        return row
+        reason = str(e)
+
+        def record() -> dict[str, Any]:
+            row = make_row(spec=spec.name, run_id=plan.run_id, variant=plan.variant, data=spec.data, seed=plan.seed,
+                           summary={}, n_test=len(data.test), device=device, status="diverged", reason=reason,
+                           extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})})
+            write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
+            with run_log(run_dir) as log:
+                log(f"diverged: {reason}")
+            return row
+
+        return distributed.on_main(record)
 
 
 def outcome(row: dict[str, Any]) -> str:
@@ -178,7 +194,11 @@ def outcome(row: dict[str, Any]) -> str:
 
 @contextmanager
 def run_log(run_dir: Path) -> Iterator[Callable[[str], None]]:
-    """A function appending lines to the run's train.log, flushed at once so a crash loses nothing."""
+    """A function appending lines to the run's train.log, flushed at once so a crash loses nothing (a no-op on the
+    ranks other than 0 of a run over several processes)."""
+    if not distributed.is_main():
+        yield lambda line: None
+        return
     with open(run_dir / "train.log", "a") as log_file:
         def log(line: str) -> None:
             log_file.write(line + "\n")
@@ -194,15 +214,19 @@ def train_and_score(
 ) -> dict[str, Any]:
     """One run: fit, score on the test split, write per-image scores, samples and the result row (with `extra`
     columns) into `run_dir`."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_run_config(run_dir, plan.variant, spec.data, plan.seed)
+    def start() -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_config(run_dir, plan.variant, spec.data, plan.seed)
+
+    distributed.on_main(start)
     with run_log(run_dir) as log:
-        log(f"run {plan.run_id} on {device}: {plan.variant.model_dump_json()}")
+        log(f"run {plan.run_id} on {distributed.devices(device)}: {plan.variant.model_dump_json()}")
         result = fit(plan.variant, splits.train, splits.val, plan.seed, run_dir, resume=resume,
                      progress=progress, log=log, on_epoch=on_epoch)
-        row = score_run(spec.name, plan.run_id, plan.variant, spec.data, plan.seed, result, splits.test, run_dir,
-                        device, extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})},
-                        references=splits.references)
+        row = distributed.on_main(functools.partial(
+            score_run, spec.name, plan.run_id, plan.variant, spec.data, plan.seed, result, splits.test, run_dir,
+            device, extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})},
+            references=splits.references))
         log(f"test: {json.dumps({k: row[k] for k in row if k.endswith('_mean')})}")
     return row
 

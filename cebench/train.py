@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import Progress, TaskID
 
+from cebench import distributed
 from cebench.checkpoint import STATE, WEIGHTS, load_state, save_state, save_weights
 from cebench.config import Variant
 from cebench.data.source import image_batch
@@ -75,6 +76,9 @@ def fit(
     A checkpoint (weights, optimiser and RNG state) is written after the last epoch, after any epoch that ends at
     least `checkpoint_every_s` after the previous checkpoint, and on Ctrl-C once the step under way has finished;
     `resume` continues from it, mid-epoch if need be, to the same result.
+
+    Under torchrun every rank calls this with the same arguments and trains its shard of each global batch of
+    `batch_size` images (`cebench.distributed`); rank 0 alone writes the checkpoints.
     """
     train = InMemory(train_images) if isinstance(train_images, torch.Tensor) else train_images
     device = train.device
@@ -97,6 +101,8 @@ def fit(
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     run_g = torch.compile(generator) if fast else generator
     run_d = torch.compile(critic) if fast and critic is not None else critic
+    distributed.broadcast_module(generator)
+    distributed.broadcast_module(critic)
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
 
     def checkpoint(epochs_done: int, step: int = 0, perm: torch.Tensor | None = None,
@@ -104,6 +110,8 @@ def fit(
         """Everything `resume` needs, after `epochs_done` epochs and `step` steps of the next one (with its order and
         running loss sums). The state holds its own copy of the weights, so a crash between the two files never pairs
         weights of one moment with optimiser state of another; the safetensors file is what `eval` and `inpaint` read."""
+        if not distributed.is_main():
+            return
         save_state(run_dir / STATE, {
             "epoch": epochs_done, "step": step, "perm": perm, "sums": sums, "generator": generator.state_dict(),
             "critic": critic.state_dict() if critic is not None else {},
@@ -144,12 +152,15 @@ def fit(
     if bs > n:  # cutting the batch silently would train another variant than the one recorded
         raise UserError(f"batch_size {bs} is larger than the {n} training images; lower batch_size or add images")
     steps = n // bs  # drop the last partial batch: constant shapes, BatchNorm never sees a batch of one
+    ranks = distributed.world_size()
+    local_bs = bs // ranks  # this process's share of each global batch (cli checks that it divides)
     task_id: TaskID | None = None
     if progress is not None:
         task_id = progress.add_task(run_dir.name, total=variant.epochs * steps,
                                     completed=start_epoch * steps + start_step, ips=0.0, info="")
 
     last_checkpoint = time.perf_counter()
+    stop: int | None = None  # over several processes: a stop request every rank agreed on at the last log interval
     # Ctrl-C sets a flag checked between steps, so the checkpoint written on the way out holds whole steps only.
     with StopRequest() as interrupt, cuda_settings(device, fast):
         for epoch in range(start_epoch, variant.epochs):
@@ -164,22 +175,25 @@ def fit(
             else:
                 sums = torch.zeros(3, device=device)  # rec, adv, critic: summed on device, read once per log interval
                 perm = train.order(rng)
-            batches = train.batches(perm, first_step, bs)
+            batches = train.batches(distributed.shard(perm, bs), first_step, local_bs)
             for step in range(first_step, steps):
-                if interrupt.requested is not None:  # Ctrl-C or SIGTERM: keep every finished step, then stop
+                requested = stop if ranks > 1 else interrupt.requested
+                if requested is not None:  # Ctrl-C or SIGTERM: keep every finished step, then stop
                     result.train_time_s += time.perf_counter() - t0
                     result.images_seen += (step - first_step) * bs
-                    checkpoint(epoch, step, perm, sums)
+                    checkpoint(epoch, step, perm, distributed.reduce_sums(sums, None)[0])
                     log(f"interrupted after {epoch} epochs and {step} of {steps} steps: checkpoint written")
-                    raise Interrupted(interrupt.requested)
+                    raise Interrupted(requested)
                 images, idx = next(batches)
+                # Over several processes, every draw is made for the global batch and each rank keeps its share.
                 real = image_batch(images, idx, variant.image_size, gray=variant.channels == "gray", train=True,
-                                   generator=rng)
+                                   generator=rng, ranks=ranks)
                 masks = task.train_masks(bs, rng)
-                x = fill_holes(real, masks.hole, variant.fill, rng)
+                region_px = task.crop(masks.region).sum() * real.shape[1] / ranks  # the global batch's, per rank
+                masks = masks[distributed.part(local_bs)] if ranks > 1 else masks
+                x = fill_holes(real, masks.hole, variant.fill, rng, ranks=ranks)
                 target = task.crop(real)
                 weights = task.crop(task.loss_weights(masks))
-                region_px = task.crop(masks.region).sum() * real.shape[1]
 
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
                     pred = run_g(x)
@@ -195,6 +209,7 @@ def fit(
                         F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
+                    distributed.average_gradients(critic)
                     opt_d.step()
                     # The generator's loss flows through the critic to the fake only: its weight gradients would be
                     # computed (~6% of a step's FLOPs) and then zeroed before its next step.
@@ -211,24 +226,29 @@ def fit(
 
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
+                distributed.average_gradients(generator)
                 opt_g.step()
 
                 if progress is not None and task_id is not None:
                     progress.advance(task_id)
-                    if (step + 1) % log_every == 0 or step + 1 == steps:
-                        means = (sums / (step + 1)).tolist()  # the only host sync, once per log interval
-                        _check_finite(means, epoch)
+                if (progress is not None or ranks > 1) and ((step + 1) % log_every == 0 or step + 1 == steps):
+                    total, stop = distributed.reduce_sums(sums, interrupt.requested)
+                    means = (total / (step + 1)).tolist()  # the only host sync, once per log interval
+                    _check_finite(means, epoch)
+                    if progress is not None and task_id is not None:
                         elapsed = result.train_time_s + time.perf_counter() - t0
                         ips = (result.images_seen + (step + 1 - first_step) * bs) / elapsed
                         progress.update(task_id, ips=ips, info=f"ep {epoch + 1}/{variant.epochs} rec {means[0]:.4f}")
 
-            rec_m, adv_m, d_m = (sums / steps).tolist()
+            rec_m, adv_m, d_m = (distributed.reduce_sums(sums, None)[0] / steps).tolist()
             _check_finite([rec_m, adv_m, d_m], epoch)
             synchronize(device)
             epoch_s = time.perf_counter() - t0
             result.train_time_s += epoch_s
             result.images_seen += (steps - first_step) * bs
 
+            distributed.average_buffers(generator)  # BatchNorm's running statistics, the same on every rank
+            distributed.average_buffers(critic)
             val = evaluate(generator, task, val_images, amp=fast) if len(val_images) else {}
             record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
                       "images_per_s": (steps - first_step) * bs / max(epoch_s, 1e-9)}

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from cebench.data.pack import INDEX, JOURNAL, DecodeChunk, Pack, current, fingerprint, pack_path, plan, write_pack
+from cebench.distributed import part
 from cebench.errors import UserError
 from cebench.imageio import IMAGE_SUFFIXES, list_images, read_image
 
@@ -190,7 +191,8 @@ def _path_order(name: str) -> list[str]:
 
 
 def crop_batch(
-    images: torch.Tensor, idx: torch.Tensor, size: int, train: bool, generator: torch.Generator | None
+    images: torch.Tensor, idx: torch.Tensor, size: int, train: bool, generator: torch.Generator | None,
+    ranks: int = 1,
 ) -> torch.Tensor:
     """float (B, 3, size, size) in [-1, 1] on images.device: random crop + random horizontal flip when train, centre
     crop otherwise.
@@ -198,6 +200,9 @@ def crop_batch(
     `images` is uint8 (N, C, H, W) in [0, 255] (a float tensor is taken to be in [0, 1]); `idx` holds B indices into it.
     All randomness comes from `generator` (three draws per call: tops, lefts, flips), drawn on the generator's device,
     so a seeded generator gives the same batch every time. One gather, no Python loop over images.
+
+    With `ranks` > 1 (a run over several processes, `cebench.distributed`), `idx` is this rank's share of a global
+    batch `ranks` times larger: the draws are made for the global batch, as one process would, and this rank's part kept.
     """
     _, channels, height, width = images.shape
     if size > height or size > width:
@@ -207,9 +212,11 @@ def crop_batch(
     batch = idx.numel()
     if train:
         draw_device = generator.device if generator is not None else device
-        top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=draw_device).to(device)
-        left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=draw_device).to(device)
-        flip = torch.randint(0, 2, (batch,), generator=generator, device=draw_device).to(device).bool()
+        mine = part(batch) if ranks > 1 else slice(None)
+        n = batch * ranks
+        top = torch.randint(0, height - size + 1, (n,), generator=generator, device=draw_device)[mine].to(device)
+        left = torch.randint(0, width - size + 1, (n,), generator=generator, device=draw_device)[mine].to(device)
+        flip = torch.randint(0, 2, (n,), generator=generator, device=draw_device)[mine].to(device).bool()
     else:
         top = torch.full((batch,), (height - size) // 2, device=device, dtype=torch.long)
         left = torch.full((batch,), (width - size) // 2, device=device, dtype=torch.long)

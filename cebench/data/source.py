@@ -115,8 +115,10 @@ def pack_rows(cfg: DataConfig, pack: Pack, split: str) -> np.ndarray:
 
 
 def image_batch(
-    images: torch.Tensor, idx: torch.Tensor, size: int, gray: bool, train: bool, generator: torch.Generator | None
+    images: torch.Tensor, idx: torch.Tensor, size: int, gray: bool, train: bool, generator: torch.Generator | None,
+    ranks: int = 1,
 ) -> torch.Tensor:
-    """Float batch in [-1, 1]: random crop + flip when training, centre crop otherwise; luma for grayscale variants."""
-    batch = crop_batch(images, idx, size, train=train, generator=generator)
+    """Float batch in [-1, 1]: random crop + flip when training, centre crop otherwise; luma for grayscale variants
+    (`ranks`: see `crop_batch`)."""
+    batch = crop_batch(images, idx, size, train=train, generator=generator, ranks=ranks)
     return to_luma(batch) if gray else batch
