@@ -99,8 +99,10 @@ def session(device: torch.device) -> Iterator[None]:
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT,
-                            device_id=device if device.type == "cuda" else None)
+    if device.type == "cuda":  # NCCL for the gradients, with its default timeout: every NCCL call follows a gloo wait
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        dist.init_process_group("gloo", timeout=WAIT)
     try:
         _objects = dist.new_group(backend="gloo", timeout=WAIT) if device.type == "cuda" else dist.group.WORLD
         names: list[Any] = [None] * world_size()
@@ -140,11 +142,6 @@ def on_main(fn: Callable[[], T]) -> T:
     if box[1] is not None:
         raise box[1]
     return box[0]
-
-
-def barrier() -> None:
-    if active():
-        dist.barrier(group=_objects)
 
 
 def shard(order: torch.Tensor, batch_size: int) -> torch.Tensor:

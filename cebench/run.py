@@ -64,11 +64,17 @@ class SplitCache:
 
     def get(self, data: DataConfig, image_size: int) -> Splits:
         key = (data.model_dump_json(), image_size)
+        if key not in self._cache and data.name == "folder":
+            # Under torchrun rank 0 alone packs a data folder into the cache (the others wait), then they read it.
+            distributed.on_main(functools.partial(self._load, key, data, image_size))
         if key not in self._cache:
-            load = functools.partial(load_split, data, image_size=image_size, device=self.device, log=self.log)
-            train = load_train(data, image_size=image_size, device=self.device, log=self.log)
-            self._cache[key] = Splits(train, load(split="val"), load(split="test"))
+            self._load(key, data, image_size)
         return self._cache[key]
+
+    def _load(self, key: tuple[str, int], data: DataConfig, image_size: int) -> None:
+        load = functools.partial(load_split, data, image_size=image_size, device=self.device, log=self.log)
+        train = load_train(data, image_size=image_size, device=self.device, log=self.log)
+        self._cache[key] = Splits(train, load(split="val"), load(split="test"))
 
 
 def make_progress(console: Console) -> Progress:
