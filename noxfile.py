@@ -1,4 +1,4 @@
-"""nox sessions: `nox` runs the tests; lint, typing and smoke are named; bench and mutation are opt-in (slow)."""
+"""nox sessions: `nox` runs the tests; lint, typing and smoke are named; bench, gpu and mutation are opt-in (slow)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,13 @@ def bench(session: nox.Session) -> None:
     if compare:
         args += ["--benchmark-compare", "--benchmark-compare-fail=mean:10%"]
     session.run(*args, *[a for a in session.posargs if a != "--compare"])
+
+
+@nox.session(default=False)
+def gpu(session: nox.Session) -> None:
+    """Every GPU figure of BENCHMARKS.md in one run (on a CUDA machine): the suite, `cebench bench`, one Markdown block."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "benchmarks.gpu", *session.posargs)
 
 
 # Mutation testing: each module with the tests that cover it (mutmut runs, for each mutant, those of them that reach the

@@ -296,17 +296,24 @@ def score(
 @user_errors
 def inpaint(
     run_dir: Annotated[Path, typer.Argument(help="a trained run folder")],
-    images: Annotated[list[Path], typer.Argument(help="image files to fill")],
-    out: Annotated[Path, typer.Option(help="output folder")] = Path("filled"),
-    mask: Annotated[str, typer.Option(help="'center' or a mask image of the same size (white = hole)")] = "center",
+    images: Annotated[list[Path], typer.Argument(help="photos to fill (any size; gray stays gray)")],
+    out: Annotated[Path, typer.Option(help="output folder: NAME.png per photo, never over an input")] = Path("filled"),
+    hole: Annotated[str | None, typer.Option(help="the hole as x,y,w,h in photo pixels (default: the centre region "
+                                            "the model was trained on, scaled to the photo)", show_default=False)] = None,
+    mask: Annotated[Path | None, typer.Option(help="a mask image of the photo's size, white = hole",
+                                              show_default=False)] = None,
+    side_by_side: Annotated[bool, typer.Option("--side-by-side", help="also write NAME.side-by-side.png: input with "
+                                               "its hole | filled | original")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Fill the hole of your own images with a trained run, composited back at full resolution."""
+    """Fill a hole in your own photos: the model fills a square around it at its own resolution, and only the hole is
+    blended back (feathered) into the photo at full resolution."""
     from cebench.device import pick_device
     from cebench.inpaint import inpaint_files
 
-    for path in inpaint_files(run_dir, images, out, mask, pick_device(device)):
-        console.print(f"wrote {path}")
+    for line in inpaint_files(run_dir, images, out, pick_device(device), hole=hole, mask=mask,
+                              side_by_side=side_by_side):
+        console.print(escape(line), highlight=False, soft_wrap=True)
 
 
 @data_app.command("preview")

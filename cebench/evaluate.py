@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
-from torchvision.utils import make_grid
 
 from cebench.data.source import image_batch
 from cebench.masks import Masks, fill_holes, make_masks, to_luma
@@ -72,6 +71,18 @@ def evaluate(
 SAMPLE_ROWS = ("input", "prediction", "ground truth")
 
 
+def tile(images: torch.Tensor, columns: int, padding: int, pad_value: float) -> torch.Tensor:
+    """(C, H', W') grid of (N, C, H, W) images, `columns` per row, `padding` px of `pad_value` around each: torchvision's
+    `make_grid` layout, without importing torchvision (1.4 s of start-up on the `cebench run` path)."""
+    n, c, h, w = images.shape
+    rows = -(-n // columns)
+    grid = images.new_full((c, rows * (h + padding) + padding, columns * (w + padding) + padding), pad_value)
+    for k in range(n):
+        top, left = padding + k // columns * (h + padding), padding + k % columns * (w + padding)
+        grid[:, top : top + h, left : left + w] = images[k]
+    return grid
+
+
 def label_rows(grid: torch.Tensor, labels: tuple[str, ...]) -> torch.Tensor:
     """A uint8 (3, H, W) `make_grid` of len(labels) rows with each row's label written in a white margin on the left."""
     image = Image.fromarray(grid.permute(1, 2, 0).cpu().numpy())
@@ -101,6 +112,6 @@ def sample_grid(generator: nn.Module, task: Task, images: torch.Tensor, n: int =
     pred = inpaint_batch(generator, task, real, masks, amp)
     generator.train(was_training)
     rows = torch.cat([masked, pred, real]).expand(-1, 3, -1, -1)
-    grid = make_grid((rows + 1) / 2, nrow=len(idx), padding=2, pad_value=1.0)
+    grid = tile((rows + 1) / 2, columns=len(idx), padding=2, pad_value=1.0)
     return label_rows((grid.clamp(0, 1) * 255).round().to(torch.uint8).cpu(), SAMPLE_ROWS)
 

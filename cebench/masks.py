@@ -55,6 +55,10 @@ def make_masks(kind: str, n: int, size: int, overlap: int, generator: torch.Gene
         top, side = center_box(size)
         hole = torch.zeros(n, 1, size, size, dtype=torch.bool, device=device)
         hole[:, :, top + overlap : top + side - overlap, top + overlap : top + side - overlap] = True
+        if side > 2 * overlap:  # the region is the centre square: set it, rather than dilate (a third of a CPU step)
+            region = torch.zeros_like(hole)
+            region[:, :, top : top + side, top : top + side] = True
+            return Masks(hole=hole, region=region)
     elif kind == "block":
         hole = _random_blocks(n, size, overlap, generator, device)
     elif kind == "region":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ class Splits:
     train: TrainSource  # on the device whole, or a pack streamed to it (`cebench.data.stream`)
     val: torch.Tensor
     test: torch.Tensor
+    # Reference scores on `test` already computed by a run of this process (`reference_scores`): the runs of a grid
+    # mostly share the fill, the classical methods and often the untrained model (an axis over the loss, say).
+    references: dict[tuple[str, ...], dict[str, float]] = field(default_factory=dict, compare=False)
 
 
 class SplitCache:
@@ -197,7 +201,8 @@ def train_and_score(
         result = fit(plan.variant, splits.train, splits.val, plan.seed, run_dir, resume=resume,
                      progress=progress, log=log, on_epoch=on_epoch)
         row = score_run(spec.name, plan.run_id, plan.variant, spec.data, plan.seed, result, splits.test, run_dir,
-                        device, extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})})
+                        device, extra={**{f"axis_{k}": v for k, v in plan.axes.items()}, **(extra or {})},
+                        references=splits.references)
         log(f"test: {json.dumps({k: row[k] for k in row if k.endswith('_mean')})}")
     return row
 
@@ -205,7 +210,10 @@ def train_and_score(
 def score_run(
     spec_name: str, run_id: str, variant: Variant, data: DataConfig, seed: int, result: FitResult,
     test: torch.Tensor, run_dir: Path, device: torch.device, extra: dict[str, Any] | None = None,
+    references: dict[tuple[str, ...], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
+    """Score a trained run on `test` and write its files; `references` caches the reference scores on these images
+    (`reference_scores`)."""
     task = Task(variant)
     amp = device.type == "cuda"
     scores = evaluate(result.generator, task, test, amp=amp)
@@ -218,19 +226,47 @@ def score_run(
     with atomic_path(run_dir / "history.csv") as tmp:
         pd.DataFrame(result.history).to_csv(tmp, index=False)
     write_png(run_dir / "samples.png", sample_grid(result.generator, task, test, amp=amp))
+    refs = reference_scores(task, seed, test, device, references)
     row = make_row(spec=spec_name, run_id=run_id, variant=variant, data=data, seed=seed, summary=summarize(scores),
                    n_test=len(test), device=device, train_time_s=result.train_time_s,
-                   images_per_s=result.images_per_s, extra={**reference_scores(task, seed, test, device), **(extra or {})})
+                   images_per_s=result.images_per_s, extra={**refs, **(extra or {})})
     write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
     return row
 
 
-def reference_scores(task: Task, seed: int, test: torch.Tensor, device: torch.device) -> dict[str, float]:
+# What scoring reads of a variant besides the model (`evaluate`, `FillOnly`, `cebench.classical`): runs that agree on
+# these see the same inputs, holes and fill on the same test images, so their fill-only and classical scores are equal.
+SCORING_FIELDS = ("image_size", "channels", "mask", "overlap", "fill", "pretext")
+
+
+def reference_scores(task: Task, seed: int, test: torch.Tensor, device: torch.device,
+                     cache: dict[tuple[str, ...], dict[str, float]] | None = None) -> dict[str, float]:
     """Hole metrics of references on the same test images and holes: the fill alone, this run's untrained generator,
-    and the classical inpainting methods of `cebench.classical`."""
+    and the classical inpainting methods of `cebench.classical`. `cache` (one per test split) keeps them for the next
+    run: the fill and classical ones by scoring fields, the untrained model's by its architecture and weights too."""
+    cache = {} if cache is None else cache
+    scoring = tuple(str(getattr(task.variant, f)) for f in SCORING_FIELDS)
+    amp = device.type == "cuda"
     torch.manual_seed(seed)
-    references = {"fill": FillOnly(task), "untrained": task.build_generator().to(device)}
-    out = {}
-    for name, model in references.items():
-        out.update(reference_means(name, evaluate(model, task, test, amp=device.type == "cuda")))
-    return out | classical_references(task, test)
+    untrained = task.build_generator().to(device)
+    out: dict[str, float] = {}
+    for name, key, score in (
+        ("fill", scoring, lambda: reference_means("fill", evaluate(FillOnly(task), task, test, amp=amp))),
+        ("untrained", (*scoring, model_digest(untrained)),
+         lambda: reference_means("untrained", evaluate(untrained, task, test, amp=amp))),
+        ("classical", scoring, lambda: classical_references(task, test)),
+    ):
+        if (name, *key) not in cache:
+            cache[(name, *key)] = score()
+        out.update(cache[(name, *key)])
+    return out
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """A model's architecture (its repr: layers and their settings) and weights, hashed: equal digests, equal outputs."""
+    digest = hashlib.sha256(repr(model).encode())
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name} {flat.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

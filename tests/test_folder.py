@@ -255,6 +255,22 @@ def test_identity_when_load_size_equals_size() -> None:
         assert torch.equal(out, _unit(src)) or torch.equal(out, _unit(src.flip(-1)))
 
 
+def test_a_full_size_crop_draws_and_flips_as_any_crop() -> None:
+    # Crop = image: the shortcut must keep the three draws (tops, lefts, flips), so everything drawn after it from the
+    # same generator (masks, fills) is unchanged, and flip exactly the images the flips say.
+    images = _packed(n=5, size=8)
+    idx = torch.tensor([4, 0, 2, 2, 1, 3, 0, 4])
+    gen, ref = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    out = crop_batch(images, idx, 8, train=True, generator=gen)
+    torch.randint(0, 1, (8,), generator=ref), torch.randint(0, 1, (8,), generator=ref)
+    flip = torch.randint(0, 2, (8,), generator=ref).bool()
+    assert 0 < int(flip.sum()) < 8
+    assert torch.equal(out, _unit(torch.where(flip[:, None, None, None], images[idx].flip(-1), images[idx])))
+    assert torch.equal(gen.get_state(), ref.get_state())
+    floats = crop_batch(images.float() / 255, idx, 8, train=False, generator=None)  # [0, 1] floats too
+    assert torch.allclose(floats, _unit(images[idx]), atol=1e-6)
+
+
 def test_train_crops_are_sub_windows() -> None:
     images = _packed(n=4, size=12)
     size = 7

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cebench.masks import MEAN_RGB, fill_holes, make_masks, to_luma
+from cebench.masks import MEAN_RGB, fill_holes, grow, make_masks, to_luma
 
 
 def test_center_mask_is_pathaks_56_in_64() -> None:
@@ -13,6 +13,13 @@ def test_center_mask_is_pathaks_56_in_64() -> None:
     assert m.region[0, 0, 32:96, 32:96].all() and m.hole[0, 0, 36:92, 36:92].all()
     w = m.loss_weights(10.0)
     assert w[0, 0, 32, 32] == 10 and w[0, 0, 64, 64] == 1 and w[0, 0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_center_region_is_the_hole_grown_by_the_overlap(size: int) -> None:
+    for overlap in range(size // 4 + 1):  # up to an empty hole (no region at all)
+        m = make_masks("center", 2, size, overlap)
+        assert torch.equal(m.region, grow(m.hole, overlap)), overlap
 
 
 def test_block_masks_vary_and_stay_inside() -> None:

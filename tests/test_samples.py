@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.utils import make_grid
 
-from cebench.evaluate import SAMPLE_ROWS, label_rows
+from cebench.evaluate import SAMPLE_ROWS, label_rows, tile
 
 
 def test_rows_are_labelled_and_the_images_kept() -> None:
@@ -18,3 +18,10 @@ def test_rows_are_labelled_and_the_images_kept() -> None:
     for i in range(3):  # dark text pixels in each row's band of the margin, none between the bands
         band = out[:, 2 + i * row : 2 + (i + 1) * row - 2, :margin]
         assert int((band < 100).sum()) > 20, SAMPLE_ROWS[i]
+
+
+def test_tile_lays_images_out_as_make_grid() -> None:
+    images = torch.rand(10, 3, 5, 7)  # a last row only partly filled
+    for columns, padding in ((4, 2), (10, 0), (1, 3)):
+        assert torch.equal(tile(images, columns, padding, 0.5),
+                           make_grid(images, nrow=columns, padding=padding, pad_value=0.5))

@@ -215,6 +215,11 @@ def crop_batch(
         left = torch.full((batch,), (width - size) // 2, device=device, dtype=torch.long)
         flip = torch.zeros(batch, device=device, dtype=torch.bool)
 
+    if size == height == width:  # nothing to crop (landscapes are rendered at the image size): a plain gather, 5x faster
+        picked = images[idx]
+        crops = torch.where(flip[:, None, None, None], picked.flip(-1), picked)
+        return crops.float() / 127.5 - 1.0 if crops.dtype == torch.uint8 else crops.float() * 2.0 - 1.0
+
     offsets = torch.arange(size, device=device)
     rows = top[:, None] + offsets  # (B, S)
     cols = left[:, None] + torch.where(flip[:, None], offsets.flip(0), offsets)  # (B, S), reversed when flipped
