@@ -11,7 +11,7 @@ The study (named after the spec) lives in a storage given as a URL, so running t
 
 - `sqlite:///PATH` (default `runs/<name>/study.db`): one worker at a time.
 - `journal:PATH` or a path ending in `.log`: Optuna's journal file, safe for several workers on one machine.
-- `postgresql://user@host/db` (or `mysql://...`): several machines; needs a driver (`pip install psycopg2-binary`).
+- `postgresql://user@host/db` (or `mysql://...`): several machines; needs a driver (`pip install -e '.[postgres]'`).
 
 Budget: `trials` is the number of trials the study should hold, counted over every worker and every earlier run
 (complete, pruned, diverged, and those running in live workers). Running the command again after an interruption
