@@ -63,7 +63,10 @@ def read_photo(path: Path) -> Photo | None:
                 return Photo(np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[None])
             if im.mode in GRAY_MODES:
                 return Photo(np.asarray(im.convert("L"))[None].copy())
-            return Photo(np.ascontiguousarray(np.asarray(im.convert("RGB")).transpose(2, 0, 1)))
+            rgb = np.ascontiguousarray(np.asarray(im.convert("RGB")).transpose(2, 0, 1))
+            if np.array_equal(rgb[0], rgb[1]) and np.array_equal(rgb[1], rgb[2]):
+                return Photo(rgb[:1].copy())  # a gray photo saved as RGB (three equal channels) is gray too
+            return Photo(rgb)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
         return None
 

@@ -128,6 +128,17 @@ def test_gray_photos_stay_gray_at_their_depth(runs: dict[str, Path], tmp_path: P
         assert filled.shape == original.shape and np.array_equal(filled[outside], original[outside])
 
 
+def test_a_gray_photo_saved_as_rgb_is_written_gray(runs: dict[str, Path], tmp_path: Path) -> None:
+    gray = noise((24, 20), seed=9)
+    code, out = invoke("inpaint", runs["rgb"], save(tmp_path / "g.png", np.repeat(gray[:, :, None], 3, axis=2)),
+                       "--out", tmp_path / "f")
+    assert code == 0 and "gray) ->" in out, out
+    with Image.open(tmp_path / "f" / "g.png") as im:
+        assert im.mode == "L"
+        outside = ~near(centre_hole(24, 20), feather(out))
+        assert np.array_equal(np.asarray(im)[outside], gray[outside])
+
+
 def test_a_gray_model_fills_a_colour_photo_in_luma_with_the_contexts_chroma(runs: dict[str, Path],
                                                                            tmp_path: Path) -> None:
     """Chroma in the hole is interpolated from the context's (a membrane): a context of one chroma gives the hole that
