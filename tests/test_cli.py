@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -196,14 +197,19 @@ def test_data_preview(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "p.png").size[0] > 32 * 4
 
 
-def test_score_cli_writes_per_image_rows(tmp_path: Path) -> None:
+def score_folders(root: Path, predict: Callable[[np.ndarray], np.ndarray]) -> None:
+    """root/target: three random 32 px images; root/pred: `predict` of each, paired by name."""
     rng = np.random.default_rng(0)
     for side in ("pred", "target"):
-        (tmp_path / side).mkdir()
+        (root / side).mkdir()
     for i in range(3):
         truth = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-        Image.fromarray(truth).save(tmp_path / "target" / f"{i}.png")
-        Image.fromarray(255 - truth).save(tmp_path / "pred" / f"{i}.png")
+        Image.fromarray(truth).save(root / "target" / f"{i}.png")
+        Image.fromarray(predict(truth)).save(root / "pred" / f"{i}.png")
+
+
+def test_score_cli_writes_per_image_rows(tmp_path: Path) -> None:
+    score_folders(tmp_path, lambda truth: 255 - truth)
     code, out = invoke("score", "--pred", tmp_path / "pred", "--target", tmp_path / "target",
                        "--out", tmp_path / "s.csv", "--device", "cpu")
     assert code == 0, out

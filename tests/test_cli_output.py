@@ -199,15 +199,10 @@ def test_postgres_storage_without_the_driver_says_which_extra(tmp_path: Path, mo
 def test_score_csv_and_json_hold_the_numbers_of_the_per_image_file(tmp_path: Path) -> None:
     import numpy as np
     import pandas as pd
-    from PIL import Image
 
-    rng = np.random.default_rng(0)
-    for side in ("pred", "target"):
-        (tmp_path / side).mkdir()
-    for i in range(3):
-        truth = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-        Image.fromarray(truth).save(tmp_path / "target" / f"{i}.png")
-        Image.fromarray(np.clip(truth.astype(int) + 9, 0, 255).astype(np.uint8)).save(tmp_path / "pred" / f"{i}.png")
+    from tests.test_cli import score_folders
+
+    score_folders(tmp_path, lambda truth: np.clip(truth.astype(int) + 9, 0, 255).astype(np.uint8))
     args = ["score", "--pred", tmp_path / "pred", "--target", tmp_path / "target", "--out", tmp_path / "s.csv",
             "--device", "cpu", "--no-classical"]
     result = runner.invoke(app, [str(a) for a in [*args, "--format", "csv"]])
