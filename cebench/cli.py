@@ -353,15 +353,16 @@ def data_preview(
 ) -> None:
     """Write a PNG grid of dataset samples (the procedural landscapes by default)."""
     import torch
-    from torchvision.utils import make_grid
 
     from cebench.config import DataConfig
     from cebench.data.source import load_split
+    from cebench.evaluate import tile
     from cebench.imageio import write_png
 
     data = DataConfig(name="folder", path=folder, n_val=0, n_test=n) if folder else DataConfig(seed=seed, n_test=n)
     images = load_split(data, "test", size, torch.device("cpu"))[:n]
-    write_png(out, make_grid(images, nrow=min(8, len(images)), padding=2, pad_value=255))
+    white = 255 if images.dtype == torch.uint8 else 1.0
+    write_png(out, tile(images, columns=min(8, len(images)), padding=2, pad_value=white))
     console.print(f"wrote {len(images)} samples to {out}")
 
 
