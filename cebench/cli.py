@@ -450,7 +450,7 @@ def bench(
         ("GFLOP per image (one joint step)", f"{figures['gflop_per_image']:.2f}"),
         ("achieved TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
         ("fraction of bf16 peak", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
-        ("warm-up (compilation, kernel choice, a checkpoint)", _duration(float(figures["warmup_s"] or 0))),
+        ("warm-up (compilation, kernel choice)", _duration(float(figures["warmup_s"] or 0))),
         ("100-epoch paper run (15K images), training + warm-up", _duration(float(figures["paper_run_s"] or 0))),
         ("scoring images/s (4 metrics + sharpness)", f"{figures['score_images_per_s']:,.0f}"),
     ]

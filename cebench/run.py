@@ -220,7 +220,8 @@ def score_run(
     write_png(run_dir / "samples.png", sample_grid(result.generator, task, test, amp=amp))
     row = make_row(spec=spec_name, run_id=run_id, variant=variant, data=data, seed=seed, summary=summarize(scores),
                    n_test=len(test), device=device, train_time_s=result.train_time_s,
-                   images_per_s=result.images_per_s, extra={**reference_scores(task, seed, test, device), **(extra or {})})
+                   images_per_s=result.images_per_s, warmup_s=result.warmup_s,
+                   extra={**reference_scores(task, seed, test, device), **(extra or {})})
     write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
     return row
 

@@ -13,7 +13,7 @@ import pandas as pd
 from cebench.config import DataConfig, Variant
 
 METRIC_COLUMNS = [f"{m}_{s}" for m in ("l1", "l2", "psnr", "ssim", "sharpness") for s in ("mean", "std")]
-RUN_COLUMNS = ["spec", "run_id", "seed", "train_time_s", "images_per_s", "device", "torch_version", "git_commit"]
+RUN_COLUMNS = ["spec", "run_id", "seed", "train_time_s", "images_per_s", "warmup_s", "device", "torch_version", "git_commit"]
 
 
 def check(table: pd.DataFrame) -> list[str]:

@@ -32,6 +32,7 @@ from cebench.models import Generator
 from cebench.task import Task
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+WARMUP_STEPS = 1  # the steps of each `fit` call timed as warm-up, not training
 
 
 class Diverged(RuntimeError):
@@ -42,12 +43,16 @@ class Diverged(RuntimeError):
 class FitResult:
     generator: Generator
     history: list[dict[str, float]] = field(default_factory=list)
-    train_time_s: float = 0.0
-    images_seen: int = 0
+    train_time_s: float = 0.0  # the steps after each fit's warm-up
+    images_seen: int = 0  # every image trained on, warm-up steps included
+    warmup_s: float = 0.0  # the first steps of each `fit` call (compilation, allocator growth, kernel choice)
+    warmup_images: int = 0
 
     @property
     def images_per_s(self) -> float:
-        return self.images_seen / self.train_time_s if self.train_time_s > 0 else 0.0
+        """The training rate once warm: the images of the timed steps over their time."""
+        timed = self.images_seen - self.warmup_images
+        return timed / self.train_time_s if self.train_time_s > 0 else 0.0
 
 
 def fit(
@@ -98,6 +103,10 @@ def fit(
     run_g = torch.compile(generator) if fast else generator
     run_d = torch.compile(critic) if fast and critic is not None else critic
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
+    # The first step of each fit compiles on the fast path, and on every path grows the allocator and picks kernels: a
+    # cost paid once per process, timed apart so that images/s is the rate of training and later runs of an ablation
+    # do not look faster than the first.
+    warmup_steps = WARMUP_STEPS
 
     def checkpoint(epochs_done: int, step: int = 0, perm: torch.Tensor | None = None,
                    sums: torch.Tensor | None = None) -> None:
@@ -109,7 +118,8 @@ def fit(
             "critic": critic.state_dict() if critic is not None else {},
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d else {},
             "rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "history": result.history,
-            "train_time_s": result.train_time_s, "images_seen": result.images_seen,
+            "train_time_s": result.train_time_s, "images_seen": result.images_seen, "warmup_s": result.warmup_s,
+            "warmup_images": result.warmup_images,
         })
         save_weights(run_dir / WEIGHTS, generator, critic)
 
@@ -131,6 +141,7 @@ def fit(
         resumed_perm, resumed_sums = state["perm"], state["sums"]
         result.history = list(state["history"])
         result.train_time_s, result.images_seen = float(state["train_time_s"]), int(state["images_seen"])
+        result.warmup_s, result.warmup_images = float(state.get("warmup_s", 0.0)), int(state.get("warmup_images", 0))
         log(f"resumed after {start_epoch} epochs" + (f" and {start_step} steps" if start_step else ""))
         if start_epoch == variant.epochs:  # killed between the two files of the last checkpoint: publish the weights
             save_weights(run_dir / WEIGHTS, generator, critic)
@@ -151,8 +162,9 @@ def fit(
             generator.train()
             if critic is not None:
                 critic.train()
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # the start of this epoch's timed steps (moved past warm-up steps)
             first_step, start_step = start_step, 0
+            timed_steps = 0
             if resumed_perm is not None and resumed_sums is not None:  # resuming inside this epoch
                 perm, sums = resumed_perm.to(device), resumed_sums.to(device)
                 resumed_perm = resumed_sums = None
@@ -162,7 +174,7 @@ def fit(
             batches = train.batches(perm, first_step, bs)
             for step in range(first_step, steps):
                 if interrupt.requested is not None:  # Ctrl-C or SIGTERM: keep every finished step, then stop
-                    result.train_time_s += time.perf_counter() - t0
+                    result.train_time_s += time.perf_counter() - t0 if timed_steps else 0.0
                     result.images_seen += (step - first_step) * bs
                     checkpoint(epoch, step, perm, sums)
                     log(f"interrupted after {epoch} epochs and {step} of {steps} steps: checkpoint written")
@@ -208,25 +220,36 @@ def fit(
                 loss_g.backward()
                 opt_g.step()
 
+                if warmup_steps > 0:  # a warm-up step: its time (up to the device finishing it) goes to warmup_s
+                    warmup_steps -= 1
+                    synchronize(device)
+                    now = time.perf_counter()
+                    result.warmup_s += now - t0
+                    result.warmup_images += bs
+                    t0 = now
+                else:
+                    timed_steps += 1
+
                 if progress is not None and task_id is not None:
                     progress.advance(task_id)
                     if (step + 1) % log_every == 0 or step + 1 == steps:
                         means = (sums / (step + 1)).tolist()  # the only host sync, once per log interval
                         _check_finite(means, epoch)
-                        elapsed = result.train_time_s + time.perf_counter() - t0
-                        ips = (result.images_seen + (step + 1 - first_step) * bs) / elapsed
+                        elapsed = result.train_time_s + (time.perf_counter() - t0 if timed_steps else 0.0)
+                        timed = result.images_seen - result.warmup_images + (step + 1 - first_step) * bs
+                        ips = timed / elapsed if elapsed > 0 else 0.0
                         progress.update(task_id, ips=ips, info=f"ep {epoch + 1}/{variant.epochs} rec {means[0]:.4f}")
 
             rec_m, adv_m, d_m = (sums / steps).tolist()
             _check_finite([rec_m, adv_m, d_m], epoch)
             synchronize(device)
-            epoch_s = time.perf_counter() - t0
+            epoch_s = time.perf_counter() - t0 if timed_steps else 0.0
             result.train_time_s += epoch_s
             result.images_seen += (steps - first_step) * bs
 
             val = evaluate(generator, task, val_images, amp=fast) if len(val_images) else {}
             record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
-                      "images_per_s": (steps - first_step) * bs / max(epoch_s, 1e-9)}
+                      "images_per_s": timed_steps * bs / epoch_s if timed_steps else float("nan")}
             # Every harness metric of the validation split (val_psnr, val_luma_ssim, ...): tuning objectives and pruning.
             record.update({f"val_{k.removesuffix('_mean')}": v for k, v in summarize(val).items() if k.endswith("_mean")})
             result.history.append(record)
