@@ -97,11 +97,16 @@ def fit(
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas, fused=True)
     opt_d = None if critic is None else torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas, fused=True)
     if fast:
-        # Every variant (channels, critic, sizes) adds its own compiled graphs under the same forward: an ablation or a
-        # study in one process would pass dynamo's default limit of 8 and silently fall back to eager.
+        # Each fit compiles afresh, with static shapes: after a first fit, dynamo would recompile the same code for a
+        # new batch size or critic with symbolic sizes (and keep them), so the second run of an ablation or a study in
+        # one process would train slower, dynamic graphs than the first. (The inductor cache on disk makes the
+        # recompilation cheap.)
+        torch._dynamo.reset()
+        # The same forward is still compiled once per critic input size within a fit (real, fake, generator's turn
+        # share it): stay well clear of dynamo's default limit of 8, past which it silently falls back to eager.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    run_g = torch.compile(generator) if fast else generator
-    run_d = torch.compile(critic) if fast and critic is not None else critic
+    run_g = torch.compile(generator, dynamic=False) if fast else generator
+    run_d = torch.compile(critic, dynamic=False) if fast and critic is not None else critic
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
     # The first step of each fit compiles on the fast path, and on every path grows the allocator and picks kernels: a
     # cost paid once per process, timed apart so that images/s is the rate of training and later runs of an ablation
