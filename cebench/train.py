@@ -21,18 +21,21 @@ from rich.progress import Progress, TaskID
 
 from cebench.checkpoint import STATE, WEIGHTS, load_state, save_state, save_weights
 from cebench.config import Variant
+from cebench.data.folder import CropDraws, crop_draws
 from cebench.data.source import image_batch
 from cebench.data.stream import InMemory, TrainSource
 from cebench.device import synchronize
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
-from cebench.masks import fill_holes
+from cebench.masks import MaskDraws, fill_holes
 from cebench.metrics import summarize
 from cebench.models import Generator
 from cebench.task import Task
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-WARMUP_STEPS = 1  # the steps of each `fit` call timed as warm-up, not training
+WARMUP_STEPS = 1  # the steps of each `fit` call timed as warm-up, not training (2 with CUDA graphs: they are recorded
+# on the second)
+CUDA_GRAPHS = True  # the fast path on CUDA replays its compiled regions as CUDA graphs
 
 
 class Diverged(RuntimeError):
@@ -105,13 +108,61 @@ def fit(
         # The same forward is still compiled once per critic input size within a fit (real, fake, generator's turn
         # share it): stay well clear of dynamo's default limit of 8, past which it silently falls back to eager.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    run_g = torch.compile(generator, dynamic=False) if fast else generator
-    run_d = torch.compile(critic, dynamic=False) if fast and critic is not None else critic
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
-    # The first step of each fit compiles on the fast path, and on every path grows the allocator and picks kernels: a
-    # cost paid once per process, timed apart so that images/s is the rate of training and later runs of an ablation
-    # do not look faster than the first.
-    warmup_steps = WARMUP_STEPS
+    size, gray = variant.image_size, variant.channels == "gray"
+    # CUDA graphs replay each compiled region's kernels in one launch (the step's arithmetic at batch 64 takes less
+    # time on a GPU than launching its kernels one by one). Not run yet: no GPU was available while writing this; the
+    # CPU path never uses them.
+    cuda_graphs = fast and CUDA_GRAPHS and device.type == "cuda"
+    # The first step of each fit compiles on the fast path (the second records the CUDA graphs), and on every path
+    # grows the allocator and picks kernels: a cost paid once per process, timed apart so that images/s is the rate of
+    # training and later runs of an ablation do not look faster than the first.
+    warmup_steps = 2 if cuda_graphs else WARMUP_STEPS
+
+    # The step's arithmetic as four functions of tensors, compiled on the fast path into one static graph each (and
+    # their backward graphs), so what runs outside compiled code per step is the random draws, the backward calls and
+    # the fused optimiser updates: a few operators, not the ~100 the same step dispatches eagerly.
+    def prepare(images: torch.Tensor, idx: torch.Tensor, crop_u: CropDraws, mask_u: MaskDraws,
+                noise: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The batch, its masks and filled input from the step's draws; the target and loss weights of the prediction."""
+        real = image_batch(images, idx, size, gray=gray, train=True, generator=None, draws=crop_u)
+        masks = task.train_masks_from(mask_u, idx.shape[0], device)
+        x = fill_holes(real, masks.hole, variant.fill, noise=noise)
+        region_px = task.crop(masks.region).sum() * real.shape[1]
+        return real, x, task.crop(real), task.crop(task.loss_weights(masks)), region_px
+
+    def generator_forward(x: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                          region_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prediction and Pathak's reconstruction loss."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            pred = generator(x).float()
+        return pred, (weights * (pred - target) ** 2).sum() / region_px
+
+    def critic_loss(real: torch.Tensor, target: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The critic's loss on real vs (detached) fake."""
+        assert critic is not None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            logits_real = critic(task.critic_input(real, target)).float()
+            logits_fake = critic(task.critic_input(real, fake)).float()
+        return F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
+            F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+
+    def generator_loss(real: torch.Tensor, pred: torch.Tensor, rec: torch.Tensor,
+                       loss_d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's joint loss, judged by the updated critic; and the step's (rec, adv, critic) losses."""
+        assert critic is not None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            logits_gen = critic(task.critic_input(real, pred)).float()
+        adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
+        return variant.lambda_rec * rec + variant.lambda_adv * adv, torch.stack([rec, adv, loss_d]).detach()
+
+    if fast:
+        # prepare takes the whole split (or a streamed block): kept out of CUDA graphs, which copy their inputs.
+        prepare = torch.compile(prepare, dynamic=False)
+        mode = "reduce-overhead" if cuda_graphs else None
+        generator_forward = torch.compile(generator_forward, dynamic=False, mode=mode)
+        critic_loss = torch.compile(critic_loss, dynamic=False, mode=mode)
+        generator_loss = torch.compile(generator_loss, dynamic=False, mode=mode)
 
     def checkpoint(epochs_done: int, step: int = 0, perm: torch.Tensor | None = None,
                    sums: torch.Tensor | None = None) -> None:
@@ -185,38 +236,28 @@ def fit(
                     log(f"interrupted after {epoch} epochs and {step} of {steps} steps: checkpoint written")
                     raise Interrupted(interrupt.requested)
                 images, idx = next(batches)
-                real = image_batch(images, idx, variant.image_size, gray=variant.channels == "gray", train=True,
-                                   generator=rng)
-                masks = task.train_masks(bs, rng)
-                x = fill_holes(real, masks.hole, variant.fill, rng)
-                target = task.crop(real)
-                weights = task.crop(task.loss_weights(masks))
-                region_px = task.crop(masks.region).sum() * real.shape[1]
+                if cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
+                # The step's random draws, eagerly: a compiled graph cannot take a torch.Generator.
+                crop_u = crop_draws(bs, images.shape[-2], images.shape[-1], size, rng, device)
+                mask_u = task.train_mask_draws(bs, rng)
+                noise = torch.rand(bs, variant.n_channels, size, size, generator=rng, device=device) \
+                    if variant.fill == "noise" else None
+                real, x, target, weights, region_px = prepare(images, idx, crop_u, mask_u, noise)
+                pred, rec = generator_forward(x, target, weights, region_px)
 
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                    pred = run_g(x)
-                pred = pred.float()
-                rec = (weights * (pred - target) ** 2).sum() / region_px
-
-                if critic is not None and run_d is not None and opt_d is not None:
+                if critic is not None and opt_d is not None:
                     # Critic step on real vs detached fake, then the generator is judged by the updated critic.
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                        logits_real = run_d(task.critic_input(real, target)).float()
-                        logits_fake = run_d(task.critic_input(real, pred.detach())).float()
-                    loss_d = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
-                        F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+                    loss_d = critic_loss(real, target, pred.detach())
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
                     opt_d.step()
                     # The generator's loss flows through the critic to the fake only: its weight gradients would be
                     # computed (~6% of a step's FLOPs) and then zeroed before its next step.
                     critic.requires_grad_(False)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                        logits_gen = run_d(task.critic_input(real, pred)).float()
+                    loss_g, losses = generator_loss(real, pred, rec, loss_d.detach())
                     critic.requires_grad_(True)
-                    adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
-                    loss_g = variant.lambda_rec * rec + variant.lambda_adv * adv
-                    sums += torch.stack([rec.detach(), adv.detach(), loss_d.detach()])
+                    sums += losses
                 else:
                     loss_g = rec
                     sums[0] += rec.detach()

@@ -189,15 +189,31 @@ def _path_order(name: str) -> list[str]:
     return name.split("/")
 
 
+CropDraws = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tops, lefts, flips (0/1): the random part of a crop
+
+
+def crop_draws(batch: int, height: int, width: int, size: int, generator: torch.Generator | None,
+               device: torch.device) -> CropDraws:
+    """The random part of `batch` training crops of side `size` from (height, width) images: three draws from
+    `generator`, on its device, moved to `device`."""
+    draw_device = generator.device if generator is not None else device
+    top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=draw_device).to(device)
+    left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=draw_device).to(device)
+    flip = torch.randint(0, 2, (batch,), generator=generator, device=draw_device).to(device)
+    return top, left, flip
+
+
 def crop_batch(
-    images: torch.Tensor, idx: torch.Tensor, size: int, train: bool, generator: torch.Generator | None
+    images: torch.Tensor, idx: torch.Tensor, size: int, train: bool, generator: torch.Generator | None,
+    draws: CropDraws | None = None,
 ) -> torch.Tensor:
     """float (B, 3, size, size) in [-1, 1] on images.device: random crop + random horizontal flip when train, centre
     crop otherwise.
 
     `images` is uint8 (N, C, H, W) in [0, 255] (a float tensor is taken to be in [0, 1]); `idx` holds B indices into it.
     All randomness comes from `generator` (three draws per call: tops, lefts, flips), drawn on the generator's device,
-    so a seeded generator gives the same batch every time. One gather, no Python loop over images.
+    so a seeded generator gives the same batch every time; or from `draws` made beforehand by `crop_draws` with the
+    same effect (what a compiled training step does: it cannot take a generator). One gather, no Python loop over images.
     """
     _, channels, height, width = images.shape
     if size > height or size > width:
@@ -206,10 +222,8 @@ def crop_batch(
     idx = idx.reshape(-1).to(device=device, dtype=torch.long)
     batch = idx.numel()
     if train:
-        draw_device = generator.device if generator is not None else device
-        top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=draw_device).to(device)
-        left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=draw_device).to(device)
-        flip = torch.randint(0, 2, (batch,), generator=generator, device=draw_device).to(device).bool()
+        top, left, flips = draws if draws is not None else crop_draws(batch, height, width, size, generator, device)
+        flip = flips.bool()
     else:
         top = torch.full((batch,), (height - size) // 2, device=device, dtype=torch.long)
         left = torch.full((batch,), (width - size) // 2, device=device, dtype=torch.long)
