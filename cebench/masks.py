@@ -140,9 +140,16 @@ def to_luma(images: torch.Tensor) -> torch.Tensor:
     return (images * _constant(LUMA, images.device, images.dtype)).sum(1, keepdim=True)
 
 
-@functools.cache
 def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A (1, C, 1, 1) constant made once per device: building it every step would copy host to device (a sync on CUDA)."""
+    """A (1, C, 1, 1) constant made once per device: building it every step would copy host to device (a sync on CUDA).
+    In a compiled graph it is a constant of the graph, nothing to cache."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=dtype, device=device).view(1, -1, 1, 1)
+    return _cached_constant(values, device, dtype)
+
+
+@functools.cache
+def _cached_constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype).view(1, -1, 1, 1).to(device)
 
 
