@@ -20,7 +20,7 @@ from cebench.masks import make_masks
 from cebench.metrics import score_batch
 from cebench.registry import create_variant
 from cebench.task import Task
-from cebench.train import fit
+from cebench.train import WARMUP_STEPS, fit
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s (no sparsity: half the sheets' starred figures).
 # The first key found in the device name wins, so a form factor comes before its family: NVIDIA's H100 sheet gives
@@ -60,15 +60,13 @@ def peak_of(name: str) -> float | None:
 
 
 def train_rate(variant: Variant, device: torch.device, steps: int, fast: bool | None = None) -> tuple[float, float]:
-    """(images/s of `fit` over `steps` steps, seconds of the two-step warm-up run before them: compilation, allocator,
-    kernel choice and its final checkpoint, which a real run pays once)."""
-    n = variant.batch_size * steps
+    """(images/s of `fit` over `steps` steps after its warm-up, seconds of that warm-up: compilation, allocator growth
+    and kernel choice, which a real run pays once per process)."""
+    n = variant.batch_size * (steps + WARMUP_STEPS)
     images = load_split(DataConfig(n_train=n), "train", variant.image_size, device)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        fit(variant, images[: variant.batch_size * 2], images[:0], 0, Path(tmp) / "warm", fast=fast)
-        warmup_s = time.perf_counter() - t0
-        return fit(variant, images, images[:0], 0, Path(tmp) / "run", fast=fast).images_per_s, warmup_s
+        result = fit(variant, images, images[:0], 0, Path(tmp) / "run", fast=fast)
+        return result.images_per_s, result.warmup_s
 
 
 def score_rate(device: torch.device, n: int) -> float:

@@ -60,6 +60,7 @@ def eval_run(run_dir: Path, device: torch.device, data_path: Path | None = None,
                    seed=seed, summary=summarize(scores), n_test=len(test), device=device,
                    train_time_s=trained.get("train_time_s", float("nan")),
                    images_per_s=trained.get("images_per_s", float("nan")),
+                   warmup_s=trained.get("warmup_s", float("nan")),
                    extra={"evaluated": "eval", "eval_images_per_s": eval_images_per_s,
                           **reference_scores(task, seed, test, device)})
     append_rows(out or run_dir / "eval.csv", [row], replace_same_run=False)

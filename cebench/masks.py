@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cebench.distributed import part
-
 MASK_KINDS = ("center", "block", "region")
 FILL_KINDS = ("mean", "zero", "noise")
 
@@ -53,9 +51,32 @@ def grow(mask: torch.Tensor, px: int) -> torch.Tensor:
     return F.max_pool2d(mask.float(), kernel_size=2 * px + 1, stride=1, padding=px) > 0.5
 
 
-def make_masks(kind: str, n: int, size: int, overlap: int, generator: torch.Generator | None = None) -> Masks:
-    """Draw `n` masks of `kind` for square images of side `size`, on the generator's device."""
+MaskDraws = tuple[torch.Tensor, ...]  # the uniform draws a batch of masks is made from (none for centre masks)
+
+
+def mask_draws(kind: str, n: int, size: int, generator: torch.Generator | None = None) -> MaskDraws:
+    """The random part of `n` masks of `kind`, drawn from `generator` on its device: what `make_masks` draws."""
     device = generator.device if generator is not None else torch.device("cpu")
+    if kind == "block":
+        return (torch.rand(n, 4, generator=generator, device=device),)
+    if kind == "region":
+        low = max(4, round(size * 0.06))  # Pathak's `res = 0.06`
+        return (torch.rand(n, 1, low, low, generator=generator, device=device),
+                torch.rand(n, generator=generator, device=device))
+    if kind == "center":
+        return ()
+    raise ValueError(f"unknown mask kind {kind!r}; valid: {', '.join(MASK_KINDS)}")
+
+
+def make_masks(kind: str, n: int, size: int, overlap: int, generator: torch.Generator | None = None,
+               draws: MaskDraws | None = None, device: torch.device | None = None) -> Masks:
+    """Draw `n` masks of `kind` for square images of side `size`, on the generator's device; or make them on `device`
+    from `draws` made beforehand by `mask_draws`, with the same effect (what a compiled training step does: it cannot
+    take a generator)."""
+    if draws is None:
+        draws = mask_draws(kind, n, size, generator)
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
     if kind == "center":
         top, side = center_box(size)
         hole = torch.zeros(n, 1, size, size, dtype=torch.bool, device=device)
@@ -65,18 +86,19 @@ def make_masks(kind: str, n: int, size: int, overlap: int, generator: torch.Gene
             region[:, :, top : top + side, top : top + side] = True
             return Masks(hole=hole, region=region)
     elif kind == "block":
-        hole = _random_blocks(n, size, overlap, generator, device)
+        hole = _random_blocks(n, size, overlap, draws[0])
     elif kind == "region":
-        hole = _random_regions(n, size, generator, device)
+        hole = _random_regions(n, size, draws[0], draws[1])
     else:
         raise ValueError(f"unknown mask kind {kind!r}; valid: {', '.join(MASK_KINDS)}")
     return Masks(hole=hole, region=grow(hole, overlap))
 
 
-def _random_blocks(n: int, size: int, overlap: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """One rectangle per image, sides between a quarter and a half of the image, region kept inside the image."""
+def _random_blocks(n: int, size: int, overlap: int, u: torch.Tensor) -> torch.Tensor:
+    """One rectangle per image, sides between a quarter and a half of the image, region kept inside the image; `u` holds
+    four uniform draws per image."""
     lo, hi = size // 4, size // 2
-    u = torch.rand(n, 4, generator=generator, device=device)
+    device = u.device
     h = (lo + u[:, 0] * (hi - lo + 1)).long().clamp(max=hi) - 2 * overlap
     w = (lo + u[:, 1] * (hi - lo + 1)).long().clamp(max=hi) - 2 * overlap
     top = overlap + (u[:, 2] * (size - 2 * overlap - h + 1)).long()
@@ -88,12 +110,11 @@ def _random_blocks(n: int, size: int, overlap: int, generator: torch.Generator |
     return (rows & cols).unsqueeze(1)
 
 
-def _random_regions(n: int, size: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Pathak's random-region masks: low-resolution noise, bicubic-upsampled, thresholded to cover 20-30% of the image."""
-    low = max(4, round(size * 0.06))  # Pathak's `res = 0.06`
-    noise = torch.rand(n, 1, low, low, generator=generator, device=device)
+def _random_regions(n: int, size: int, noise: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Pathak's random-region masks: low-resolution noise, bicubic-upsampled, thresholded to cover 20-30% of the image
+    (`u`: one uniform draw per image for the coverage)."""
     smooth = F.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False).flatten(1)
-    coverage = 0.2 + 0.1 * torch.rand(n, generator=generator, device=device)
+    coverage = 0.2 + 0.1 * u
     # Threshold at the per-image quantile so the blanked fraction is exactly the drawn coverage.
     k = (coverage * size * size).long().clamp(min=1)
     ranked = smooth.sort(dim=1, descending=True).values
@@ -101,20 +122,19 @@ def _random_regions(n: int, size: int, generator: torch.Generator | None, device
     return (smooth >= threshold).view(n, 1, size, size)
 
 
-def fill_holes(
-    images: torch.Tensor, hole: torch.Tensor, fill: str, generator: torch.Generator | None = None, ranks: int = 1
-) -> torch.Tensor:
-    """Blank the hole of images in [-1, 1] (N, C, S, S) with Pathak's mean colour, zero, or uniform noise. With `ranks`
-    > 1 the images are this rank's share of a global batch: noise is drawn for all of it and this rank's part kept."""
+def fill_holes(images: torch.Tensor, hole: torch.Tensor, fill: str, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Blank the hole of images in [-1, 1] (N, C, S, S) with Pathak's mean colour, zero, or uniform noise (drawn from
+    `generator`, or `noise`: uniform [0, 1) draws of the images' shape made beforehand)."""
     c = images.shape[1]
     if fill == "mean":
         value = _mean_colour(images.device, images.dtype, c).expand_as(images)
     elif fill == "zero":
         value = torch.zeros_like(images)
     elif fill == "noise":
-        n = len(images)
-        value = torch.rand((n * ranks, *images.shape[1:]), generator=generator, device=images.device,
-                           dtype=images.dtype)[part(n) if ranks > 1 else slice(None)] * 2 - 1
+        if noise is None:
+            noise = torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+        value = noise * 2 - 1
     else:
         raise ValueError(f"unknown fill {fill!r}; valid: {', '.join(FILL_KINDS)}")
     return torch.where(hole, value, images)
@@ -127,9 +147,16 @@ def to_luma(images: torch.Tensor) -> torch.Tensor:
     return (images * _constant(LUMA, images.device, images.dtype)).sum(1, keepdim=True)
 
 
-@functools.cache
 def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A (1, C, 1, 1) constant made once per device: building it every step would copy host to device (a sync on CUDA)."""
+    """A (1, C, 1, 1) constant made once per device: building it every step would copy host to device (a sync on CUDA).
+    In a compiled graph it is a constant of the graph, nothing to cache."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=dtype, device=device).view(1, -1, 1, 1)
+    return _cached_constant(values, device, dtype)
+
+
+@functools.cache
+def _cached_constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(values, dtype=dtype).view(1, -1, 1, 1).to(device)
 
 

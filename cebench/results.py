@@ -45,18 +45,18 @@ def git_commit() -> str:
 def make_row(
     *, spec: str, run_id: str, variant: Variant, data: DataConfig, seed: int, summary: dict[str, float],
     n_test: int, device: torch.device, train_time_s: float = float("nan"), images_per_s: float = float("nan"),
-    status: str = "ok", reason: str = "", extra: dict[str, Any] | None = None,
+    warmup_s: float = float("nan"), status: str = "ok", reason: str = "", extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A results-table row: identity, status (`ok`, or `diverged` with the reason and no metrics), every config field,
-    each metric's mean and std, cost, and provenance: `world_size` processes trained the run on `devices` (1 and
-    `device` but under torchrun)."""
+    each metric's mean and std, cost (training time and images/s without the warm-up, which `warmup_s` holds), and
+    provenance: `world_size` processes trained the run on `devices` (1 and `device` but under torchrun)."""
     row: dict[str, Any] = {"spec": spec, "run_id": run_id, "seed": seed, "status": status, "reason": reason}
     row.update(variant.model_dump(mode="json"))
     row.update({f"data_{k}": v for k, v in data.model_dump(mode="json").items()})
     row.update(summary)
     row.update({
         "n_test": n_test, "region": "hole", "value_range": "[0,1]", "convention": CONVENTION,
-        "train_time_s": train_time_s, "images_per_s": images_per_s, "device": _device_name(device),
+        "train_time_s": train_time_s, "images_per_s": images_per_s, "warmup_s": warmup_s, "device": _device_name(device),
         "world_size": distributed.world_size(), "devices": distributed.devices(device),
         "torch_version": torch.__version__, "cebench_version": cebench.__version__, "git_commit": git_commit(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -259,7 +259,7 @@ def score_run(
     refs = reference_scores(task, seed, test, device, references)
     row = make_row(spec=spec_name, run_id=run_id, variant=variant, data=data, seed=seed, summary=summarize(scores),
                    n_test=len(test), device=device, train_time_s=result.train_time_s,
-                   images_per_s=result.images_per_s, extra={**refs, **(extra or {})})
+                   images_per_s=result.images_per_s, warmup_s=result.warmup_s, extra={**refs, **(extra or {})})
     write_text(run_dir / RESULT, json.dumps(row, indent=2, default=str))
     return row
 

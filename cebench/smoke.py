@@ -14,7 +14,7 @@ import pandas as pd
 from cebench.config import DataConfig, Variant
 
 METRIC_COLUMNS = [f"{m}_{s}" for m in ("l1", "l2", "psnr", "ssim", "sharpness") for s in ("mean", "std")]
-RUN_COLUMNS = ["spec", "run_id", "seed", "train_time_s", "images_per_s", "device", "world_size", "devices",
+RUN_COLUMNS = ["spec", "run_id", "seed", "train_time_s", "images_per_s", "warmup_s", "device", "world_size", "devices",
                "torch_version", "git_commit"]
 # Learning, by a wide margin: the quickstart's runs lead the mean-colour fill by 6.3-6.6 dB of hole PSNR and the
 # untrained model by 7.5-7.8 dB, and its joint run's hole is 0.15 sharper than its L2 run's (2-core CPU, seed 0).

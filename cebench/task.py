@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cebench.config import Variant
-from cebench.masks import Masks, center_box, make_masks
+from cebench.masks import MaskDraws, Masks, center_box, make_masks, mask_draws
 from cebench.models import Discriminator, Generator, init_weights
 
 
@@ -24,14 +24,25 @@ class Task:
         return self.variant.mask == "center" and self.variant.pretext != "autoencoder"
 
     def train_masks(self, n: int, generator: torch.Generator) -> Masks:
-        """The training masks. The autoencoder pretext hides nothing and predicts everything; evaluation still uses the
-        variant's mask (`evaluate.eval_masks`), so every pretext is scored on the same holes."""
+        """The training masks, drawn from `generator`, on its device. The autoencoder pretext hides nothing and predicts
+        everything; evaluation still uses the variant's mask (`evaluate.eval_masks`), so every pretext is scored on the
+        same holes."""
+        return self.train_masks_from(self.train_mask_draws(n, generator), n, generator.device)
+
+    def train_mask_draws(self, n: int, generator: torch.Generator) -> MaskDraws:
+        """The random part of `train_masks`, drawn before a compiled step runs (a compiled graph cannot take a
+        generator)."""
+        v = self.variant
+        return () if v.pretext == "autoencoder" else mask_draws(v.mask, n, v.image_size, generator)
+
+    def train_masks_from(self, draws: MaskDraws, n: int, device: torch.device) -> Masks:
+        """`train_masks` made from its draws."""
         v = self.variant
         if v.pretext == "autoencoder":
             shape = (n, 1, v.image_size, v.image_size)
-            return Masks(hole=torch.zeros(shape, dtype=torch.bool, device=generator.device),
-                         region=torch.ones(shape, dtype=torch.bool, device=generator.device))
-        return make_masks(v.mask, n, v.image_size, v.overlap, generator)
+            return Masks(hole=torch.zeros(shape, dtype=torch.bool, device=device),
+                         region=torch.ones(shape, dtype=torch.bool, device=device))
+        return make_masks(v.mask, n, v.image_size, v.overlap, draws=draws, device=device)
 
     def loss_weights(self, masks: Masks) -> torch.Tensor:
         """Per-pixel weights of the reconstruction loss: Pathak's (overlap band weighted), or uniform over the whole

@@ -22,17 +22,21 @@ from rich.progress import Progress, TaskID
 from cebench import distributed
 from cebench.checkpoint import STATE, WEIGHTS, load_state, save_state, save_weights
 from cebench.config import Variant
+from cebench.data.folder import CropDraws, crop_draws
 from cebench.data.source import image_batch
 from cebench.data.stream import InMemory, TrainSource
 from cebench.device import cuda_settings, synchronize
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
-from cebench.masks import fill_holes
+from cebench.masks import MaskDraws, fill_holes
 from cebench.metrics import summarize
 from cebench.models import Generator
 from cebench.task import Task
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+WARMUP_STEPS = 1  # the steps of each `fit` call timed as warm-up, not training (2 with CUDA graphs: they are recorded
+# on the second)
+CUDA_GRAPHS = True  # the fast path on CUDA replays its compiled regions as CUDA graphs
 
 
 class Diverged(RuntimeError):
@@ -43,12 +47,16 @@ class Diverged(RuntimeError):
 class FitResult:
     generator: Generator
     history: list[dict[str, float]] = field(default_factory=list)
-    train_time_s: float = 0.0
-    images_seen: int = 0
+    train_time_s: float = 0.0  # the steps after each fit's warm-up
+    images_seen: int = 0  # every image trained on, warm-up steps included
+    warmup_s: float = 0.0  # the first steps of each `fit` call (compilation, allocator growth, kernel choice)
+    warmup_images: int = 0
 
     @property
     def images_per_s(self) -> float:
-        return self.images_seen / self.train_time_s if self.train_time_s > 0 else 0.0
+        """The training rate once warm: the images of the timed steps over their time."""
+        timed = self.images_seen - self.warmup_images
+        return timed / self.train_time_s if self.train_time_s > 0 else 0.0
 
 
 def fit(
@@ -96,14 +104,72 @@ def fit(
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas, fused=True)
     opt_d = None if critic is None else torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas, fused=True)
     if fast:
-        # Every variant (channels, critic, sizes) adds its own compiled graphs under the same forward: an ablation or a
-        # study in one process would pass dynamo's default limit of 8 and silently fall back to eager.
+        # Each fit compiles afresh, with static shapes: after a first fit, dynamo would recompile the same code for a
+        # new batch size or critic with symbolic sizes (and keep them), so the second run of an ablation or a study in
+        # one process would train slower, dynamic graphs than the first. (The inductor cache on disk makes the
+        # recompilation cheap.)
+        torch._dynamo.reset()
+        # The same forward is still compiled once per critic input size within a fit (real, fake, generator's turn
+        # share it): stay well clear of dynamo's default limit of 8, past which it silently falls back to eager.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    run_g = torch.compile(generator) if fast else generator
-    run_d = torch.compile(critic) if fast and critic is not None else critic
     distributed.broadcast_module(generator)
     distributed.broadcast_module(critic)
     rng = torch.Generator(device).manual_seed(seed)  # every crop, flip, mask and fill comes from this stream
+    size, gray = variant.image_size, variant.channels == "gray"
+    # CUDA graphs replay each compiled region's kernels in one launch (the step's arithmetic at batch 64 takes less
+    # time on a GPU than launching its kernels one by one). Not run yet: no GPU was available while writing this; the
+    # CPU path never uses them.
+    cuda_graphs = fast and CUDA_GRAPHS and device.type == "cuda"
+    # The first step of each fit compiles on the fast path (the second records the CUDA graphs), and on every path
+    # grows the allocator and picks kernels: a cost paid once per process, timed apart so that images/s is the rate of
+    # training and later runs of an ablation do not look faster than the first.
+    warmup_steps = 2 if cuda_graphs else WARMUP_STEPS
+
+    # The step's arithmetic as four functions of tensors, compiled on the fast path into one static graph each (and
+    # their backward graphs), so what runs outside compiled code per step is the random draws, the backward calls and
+    # the fused optimiser updates: a few operators, not the ~100 the same step dispatches eagerly.
+    def prepare(images: torch.Tensor, idx: torch.Tensor, crop_u: CropDraws, mask_u: MaskDraws,
+                noise: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The batch, its masks and filled input from the step's draws; the target and loss weights of the prediction."""
+        real = image_batch(images, idx, size, gray=gray, train=True, generator=None, draws=crop_u)
+        masks = task.train_masks_from(mask_u, bs, device)  # the global batch's: its region is the loss's denominator
+        region_px = task.crop(masks.region).sum() * real.shape[1] / ranks
+        masks = masks[mine]
+        x = fill_holes(real, masks.hole, variant.fill, noise=noise)
+        return real, x, task.crop(real), task.crop(task.loss_weights(masks)), region_px
+
+    def generator_forward(x: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                          region_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prediction and Pathak's reconstruction loss."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            pred = generator(x).float()
+        return pred, (weights * (pred - target) ** 2).sum() / region_px
+
+    def critic_loss(real: torch.Tensor, target: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The critic's loss on real vs (detached) fake."""
+        assert critic is not None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            logits_real = critic(task.critic_input(real, target)).float()
+            logits_fake = critic(task.critic_input(real, fake)).float()
+        return F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
+            F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+
+    def generator_loss(real: torch.Tensor, pred: torch.Tensor, rec: torch.Tensor,
+                       loss_d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's joint loss, judged by the updated critic; and the step's (rec, adv, critic) losses."""
+        assert critic is not None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            logits_gen = critic(task.critic_input(real, pred)).float()
+        adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
+        return variant.lambda_rec * rec + variant.lambda_adv * adv, torch.stack([rec, adv, loss_d]).detach()
+
+    if fast:
+        # prepare takes the whole split (or a streamed block): kept out of CUDA graphs, which copy their inputs.
+        prepare = torch.compile(prepare, dynamic=False)
+        mode = "reduce-overhead" if cuda_graphs else None
+        generator_forward = torch.compile(generator_forward, dynamic=False, mode=mode)
+        critic_loss = torch.compile(critic_loss, dynamic=False, mode=mode)
+        generator_loss = torch.compile(generator_loss, dynamic=False, mode=mode)
 
     def checkpoint(epochs_done: int, step: int = 0, perm: torch.Tensor | None = None,
                    sums: torch.Tensor | None = None) -> None:
@@ -117,7 +183,8 @@ def fit(
             "critic": critic.state_dict() if critic is not None else {},
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d else {},
             "rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "history": result.history,
-            "train_time_s": result.train_time_s, "images_seen": result.images_seen,
+            "train_time_s": result.train_time_s, "images_seen": result.images_seen, "warmup_s": result.warmup_s,
+            "warmup_images": result.warmup_images,
         })
         save_weights(run_dir / WEIGHTS, generator, critic)
 
@@ -144,6 +211,7 @@ def fit(
         resumed_perm, resumed_sums = state["perm"], state["sums"]
         result.history = list(state["history"])
         result.train_time_s, result.images_seen = float(state["train_time_s"]), int(state["images_seen"])
+        result.warmup_s, result.warmup_images = float(state.get("warmup_s", 0.0)), int(state.get("warmup_images", 0))
         log(f"resumed after {start_epoch} epochs" + (f" and {start_step} steps" if start_step else ""))
         if start_epoch == variant.epochs:  # killed between the two files of the last checkpoint: publish the weights
             save_weights(run_dir / WEIGHTS, generator, critic)
@@ -154,6 +222,7 @@ def fit(
     steps = n // bs  # drop the last partial batch: constant shapes, BatchNorm never sees a batch of one
     ranks = distributed.world_size()
     local_bs = bs // ranks  # this process's share of each global batch (cli checks that it divides)
+    mine = distributed.part(local_bs) if ranks > 1 else slice(None)  # ... and where it sits among the global draws
     task_id: TaskID | None = None
     if progress is not None:
         task_id = progress.add_task(run_dir.name, total=variant.epochs * steps,
@@ -167,8 +236,9 @@ def fit(
             generator.train()
             if critic is not None:
                 critic.train()
-            t0 = time.perf_counter()
+            t0 = time.perf_counter()  # the start of this epoch's timed steps (moved past warm-up steps)
             first_step, start_step = start_step, 0
+            timed_steps = 0
             if resumed_perm is not None and resumed_sums is not None:  # resuming inside this epoch
                 perm, sums = resumed_perm.to(device), resumed_sums.to(device)
                 resumed_perm = resumed_sums = None
@@ -179,34 +249,26 @@ def fit(
             for step in range(first_step, steps):
                 requested = stop if ranks > 1 else interrupt.requested
                 if requested is not None:  # Ctrl-C or SIGTERM: keep every finished step, then stop
-                    result.train_time_s += time.perf_counter() - t0
+                    result.train_time_s += time.perf_counter() - t0 if timed_steps else 0.0
                     result.images_seen += (step - first_step) * bs
                     checkpoint(epoch, step, perm, distributed.reduce_sums(sums, None)[0])
                     log(f"interrupted after {epoch} epochs and {step} of {steps} steps: checkpoint written")
                     raise Interrupted(requested)
                 images, idx = next(batches)
-                # Over several processes, every draw is made for the global batch and each rank keeps its share.
-                real = image_batch(images, idx, variant.image_size, gray=variant.channels == "gray", train=True,
-                                   generator=rng, ranks=ranks)
-                masks = task.train_masks(bs, rng)
-                region_px = task.crop(masks.region).sum() * real.shape[1] / ranks  # the global batch's, per rank
-                masks = masks[distributed.part(local_bs)] if ranks > 1 else masks
-                x = fill_holes(real, masks.hole, variant.fill, rng, ranks=ranks)
-                target = task.crop(real)
-                weights = task.crop(task.loss_weights(masks))
+                if cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
+                # The step's random draws, eagerly: a compiled graph cannot take a torch.Generator. Over several
+                # processes every draw is made for the global batch and each rank keeps its share.
+                crop_u = crop_draws(bs, images.shape[-2], images.shape[-1], size, rng, device, mine)
+                mask_u = task.train_mask_draws(bs, rng)
+                noise = torch.rand(bs, variant.n_channels, size, size, generator=rng, device=device)[mine] \
+                    if variant.fill == "noise" else None
+                real, x, target, weights, region_px = prepare(images, idx, crop_u, mask_u, noise)
+                pred, rec = generator_forward(x, target, weights, region_px)
 
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                    pred = run_g(x)
-                pred = pred.float()
-                rec = (weights * (pred - target) ** 2).sum() / region_px
-
-                if critic is not None and run_d is not None and opt_d is not None:
+                if critic is not None and opt_d is not None:
                     # Critic step on real vs detached fake, then the generator is judged by the updated critic.
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                        logits_real = run_d(task.critic_input(real, target)).float()
-                        logits_fake = run_d(task.critic_input(real, pred.detach())).float()
-                    loss_d = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real)) + \
-                        F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+                    loss_d = critic_loss(real, target, pred.detach())
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
                     distributed.average_gradients(critic)
@@ -214,12 +276,9 @@ def fit(
                     # The generator's loss flows through the critic to the fake only: its weight gradients would be
                     # computed (~6% of a step's FLOPs) and then zeroed before its next step.
                     critic.requires_grad_(False)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                        logits_gen = run_d(task.critic_input(real, pred)).float()
+                    loss_g, losses = generator_loss(real, pred, rec, loss_d.detach())
                     critic.requires_grad_(True)
-                    adv = F.binary_cross_entropy_with_logits(logits_gen, torch.ones_like(logits_gen))
-                    loss_g = variant.lambda_rec * rec + variant.lambda_adv * adv
-                    sums += torch.stack([rec.detach(), adv.detach(), loss_d.detach()])
+                    sums += losses
                 else:
                     loss_g = rec
                     sums[0] += rec.detach()
@@ -229,6 +288,16 @@ def fit(
                 distributed.average_gradients(generator)
                 opt_g.step()
 
+                if warmup_steps > 0:  # a warm-up step: its time (up to the device finishing it) goes to warmup_s
+                    warmup_steps -= 1
+                    synchronize(device)
+                    now = time.perf_counter()
+                    result.warmup_s += now - t0
+                    result.warmup_images += bs
+                    t0 = now
+                else:
+                    timed_steps += 1
+
                 if progress is not None and task_id is not None:
                     progress.advance(task_id)
                 if (progress is not None or ranks > 1) and ((step + 1) % log_every == 0 or step + 1 == steps):
@@ -236,14 +305,15 @@ def fit(
                     means = (total / (step + 1)).tolist()  # the only host sync, once per log interval
                     _check_finite(means, epoch)
                     if progress is not None and task_id is not None:
-                        elapsed = result.train_time_s + time.perf_counter() - t0
-                        ips = (result.images_seen + (step + 1 - first_step) * bs) / elapsed
+                        elapsed = result.train_time_s + (time.perf_counter() - t0 if timed_steps else 0.0)
+                        timed = result.images_seen - result.warmup_images + (step + 1 - first_step) * bs
+                        ips = timed / elapsed if elapsed > 0 else 0.0
                         progress.update(task_id, ips=ips, info=f"ep {epoch + 1}/{variant.epochs} rec {means[0]:.4f}")
 
             rec_m, adv_m, d_m = (distributed.reduce_sums(sums, None)[0] / steps).tolist()
             _check_finite([rec_m, adv_m, d_m], epoch)
             synchronize(device)
-            epoch_s = time.perf_counter() - t0
+            epoch_s = time.perf_counter() - t0 if timed_steps else 0.0
             result.train_time_s += epoch_s
             result.images_seen += (steps - first_step) * bs
 
@@ -251,7 +321,7 @@ def fit(
             distributed.average_buffers(critic)
             val = evaluate(generator, task, val_images, amp=fast) if len(val_images) else {}
             record = {"epoch": epoch + 1, "loss_rec": rec_m, "loss_adv": adv_m, "loss_d": d_m,
-                      "images_per_s": (steps - first_step) * bs / max(epoch_s, 1e-9)}
+                      "images_per_s": timed_steps * bs / epoch_s if timed_steps else float("nan")}
             # Every harness metric of the validation split (val_psnr, val_luma_ssim, ...): tuning objectives and pruning.
             record.update({f"val_{k.removesuffix('_mean')}": v for k, v in summarize(val).items() if k.endswith("_mean")})
             result.history.append(record)

@@ -75,12 +75,12 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Any]:
         """`real_inputs`: real (CPU) tensors may enter, as fake tensors on their own device (a DataLoader's batches)."""
         # Constants cached per device must be made by this mode, not a previous test's.
         cebench.metrics._sobel_taps.cache_clear()
-        cebench.masks._constant.cache_clear()
+        cebench.masks._cached_constant.cache_clear()
         fake = FakeTensorMode(allow_non_fake_inputs=real_inputs, shape_env=ShapeEnv(allow_scalar_outputs=True))
         with fake, torch.device("cuda"):
             yield
         cebench.metrics._sobel_taps.cache_clear()
-        cebench.masks._constant.cache_clear()
+        cebench.masks._cached_constant.cache_clear()
 
     return mode
 

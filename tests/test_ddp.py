@@ -32,8 +32,8 @@ from typer.testing import CliRunner
 
 import cebench.distributed
 from cebench.cli import app
-from cebench.data.folder import crop_batch
-from cebench.masks import fill_holes, make_masks
+from cebench.data.folder import crop_batch, crop_draws
+from cebench.masks import make_masks
 from tests.conftest import TINY
 from tests.inject import no_batch_stats
 
@@ -103,11 +103,11 @@ def test_each_rank_keeps_its_part_of_the_global_batchs_draws(monkeypatch: pytest
     images = torch.randint(0, 256, (20, 3, 40, 40), dtype=torch.uint8)
     idx = torch.arange(8)
 
-    def draws(ranks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def draws(ranks: int) -> torch.Tensor:
         rng = torch.Generator().manual_seed(5)
-        n = len(idx) // ranks
-        crops = crop_batch(images, idx[cebench.distributed.part(n)], 32, train=True, generator=rng, ranks=ranks)
-        return crops, fill_holes(crops, torch.ones_like(crops, dtype=torch.bool), "noise", rng, ranks=ranks)
+        keep = cebench.distributed.part(len(idx) // ranks)
+        crop_u = crop_draws(len(idx), 40, 40, 32, rng, torch.device("cpu"), keep)
+        return crop_batch(images, idx[keep], 32, train=True, generator=None, draws=crop_u)
 
     as_ranks(monkeypatch, 0, 1)
     whole = draws(1)
@@ -115,8 +115,7 @@ def test_each_rank_keeps_its_part_of_the_global_batchs_draws(monkeypatch: pytest
     for rank in range(2):
         as_ranks(monkeypatch, rank, 2)
         parts.append(draws(2))
-    for k in range(2):  # the crops (positions and flips), then the noise fill
-        assert torch.equal(torch.cat([parts[0][k], parts[1][k]]), whole[k])
+    assert torch.equal(torch.cat(parts), whole)  # the crops: positions and flips
     masks = make_masks("block", 8, 32, 2, torch.Generator().manual_seed(1))
     assert torch.equal(torch.cat([masks[0:4].hole, masks[4:8].hole]), masks.hole)
 

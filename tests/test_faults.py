@@ -49,7 +49,7 @@ SPEC: dict[str, Any] = {
 }
 RUNS = ["landscape2023-seed0", "landscape2023-seed1"]
 # Columns that hold numbers computed by training and scoring: equal to the last bit after any kill and resume.
-TIMING = {"train_time_s", "images_per_s", "finished_at"}
+TIMING = {"train_time_s", "images_per_s", "warmup_s", "finished_at"}
 
 
 def write_spec(folder: Path, **changes: Any) -> Path:

@@ -179,3 +179,19 @@ def test_a_checkpoint_from_another_device_type_resumes(splits: tuple[torch.Tenso
     resumed = fit(v, *splits, seed=1, run_dir=tmp_path, resume=True, log=lines.append)
     assert len(resumed.history) == 2
     assert any("another device type" in line for line in lines)
+
+
+def test_freezing_the_critic_for_the_generator_step_changes_no_result(splits: tuple[torch.Tensor, torch.Tensor],
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frozen critic still passes the generator its gradient: training with the freeze undone (the critic's weight
+    gradients computed in the generator's step, then discarded) learns the same weights, to rounding."""
+    from cebench.models import Discriminator
+
+    v = create_variant("landscape2023", **{**TINY, "epochs": 1})
+    frozen = fit(v, *splits, seed=0, run_dir=tmp_path / "frozen", fast=False)
+    monkeypatch.setattr(Discriminator, "requires_grad_", lambda self, requires_grad=True: self)
+    unfrozen = fit(v, *splits, seed=0, run_dir=tmp_path / "unfrozen", fast=False)
+    a, b = frozen.generator.state_dict(), unfrozen.generator.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-5, atol=1e-6) for k in a)
+    assert [r["loss_adv"] for r in frozen.history] == pytest.approx([r["loss_adv"] for r in unfrozen.history], rel=1e-5)

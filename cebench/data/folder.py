@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from cebench.data.pack import INDEX, JOURNAL, DecodeChunk, Pack, current, fingerprint, pack_path, plan, write_pack
-from cebench.distributed import part
 from cebench.errors import UserError
 from cebench.imageio import IMAGE_SUFFIXES, list_images, read_image
 
@@ -190,19 +189,32 @@ def _path_order(name: str) -> list[str]:
     return name.split("/")
 
 
+CropDraws = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # tops, lefts, flips (0/1): the random part of a crop
+
+
+def crop_draws(batch: int, height: int, width: int, size: int, generator: torch.Generator | None,
+               device: torch.device, keep: slice = slice(None)) -> CropDraws:
+    """The random part of `batch` training crops of side `size` from (height, width) images: three draws from
+    `generator`, on its device, moved to `device`. Over several processes (`cebench.distributed`) `batch` is the global
+    batch, drawn as one process would, and `keep` this rank's part of it."""
+    draw_device = generator.device if generator is not None else device
+    top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=draw_device)[keep].to(device)
+    left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=draw_device)[keep].to(device)
+    flip = torch.randint(0, 2, (batch,), generator=generator, device=draw_device)[keep].to(device)
+    return top, left, flip
+
+
 def crop_batch(
     images: torch.Tensor, idx: torch.Tensor, size: int, train: bool, generator: torch.Generator | None,
-    ranks: int = 1,
+    draws: CropDraws | None = None,
 ) -> torch.Tensor:
     """float (B, 3, size, size) in [-1, 1] on images.device: random crop + random horizontal flip when train, centre
     crop otherwise.
 
     `images` is uint8 (N, C, H, W) in [0, 255] (a float tensor is taken to be in [0, 1]); `idx` holds B indices into it.
     All randomness comes from `generator` (three draws per call: tops, lefts, flips), drawn on the generator's device,
-    so a seeded generator gives the same batch every time. One gather, no Python loop over images.
-
-    With `ranks` > 1 (a run over several processes, `cebench.distributed`), `idx` is this rank's share of a global
-    batch `ranks` times larger: the draws are made for the global batch, as one process would, and this rank's part kept.
+    so a seeded generator gives the same batch every time; or from `draws` made beforehand by `crop_draws` with the
+    same effect (what a compiled training step does: it cannot take a generator). One gather, no Python loop over images.
     """
     _, channels, height, width = images.shape
     if size > height or size > width:
@@ -211,12 +223,8 @@ def crop_batch(
     idx = idx.reshape(-1).to(device=device, dtype=torch.long)
     batch = idx.numel()
     if train:
-        draw_device = generator.device if generator is not None else device
-        mine = part(batch) if ranks > 1 else slice(None)
-        n = batch * ranks
-        top = torch.randint(0, height - size + 1, (n,), generator=generator, device=draw_device)[mine].to(device)
-        left = torch.randint(0, width - size + 1, (n,), generator=generator, device=draw_device)[mine].to(device)
-        flip = torch.randint(0, 2, (n,), generator=generator, device=draw_device)[mine].to(device).bool()
+        top, left, flips = draws if draws is not None else crop_draws(batch, height, width, size, generator, device)
+        flip = flips.bool()
     else:
         top = torch.full((batch,), (height - size) // 2, device=device, dtype=torch.long)
         left = torch.full((batch,), (width - size) // 2, device=device, dtype=torch.long)

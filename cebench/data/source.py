@@ -12,7 +12,7 @@ import torch
 
 from cebench.config import DataConfig
 from cebench.data import landscapes
-from cebench.data.folder import crop_batch, load_folder, split_names
+from cebench.data.folder import CropDraws, crop_batch, load_folder, split_names
 from cebench.data.pack import INDEX, Pack
 from cebench.data.stream import InMemory, Streamed, TrainSource
 from cebench.errors import UserError
@@ -116,9 +116,9 @@ def pack_rows(cfg: DataConfig, pack: Pack, split: str) -> np.ndarray:
 
 def image_batch(
     images: torch.Tensor, idx: torch.Tensor, size: int, gray: bool, train: bool, generator: torch.Generator | None,
-    ranks: int = 1,
+    draws: CropDraws | None = None,
 ) -> torch.Tensor:
-    """Float batch in [-1, 1]: random crop + flip when training, centre crop otherwise; luma for grayscale variants
-    (`ranks`: see `crop_batch`)."""
-    batch = crop_batch(images, idx, size, train=train, generator=generator, ranks=ranks)
+    """Float batch in [-1, 1]: random crop + flip when training (from `generator`, or from `draws` made beforehand by
+    `crop_draws`), centre crop otherwise; luma for grayscale variants."""
+    batch = crop_batch(images, idx, size, train=train, generator=generator, draws=draws)
     return to_luma(batch) if gray else batch

@@ -242,7 +242,7 @@ def pairs(ab: Ablation) -> Table:
 def runs(runs_table: pd.DataFrame) -> Table:
     """Every run (one per seed) with its test-set means: the input of every statistic above."""
     keep = ["spec", "variant", "seed", "run_id", *(f"{m}_mean" for m in METRICS),
-            *(f"luma_{m}_mean" for m in METRICS), "train_time_s", "images_per_s", "device"]
+            *(f"luma_{m}_mean" for m in METRICS), "train_time_s", "images_per_s", "warmup_s", "device"]
     data = runs_table[[c for c in keep if c in runs_table]]
     cells = data.astype(object).map(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
     return Table("runs", "Every run", "One row per run: test-set means (L1/L2 in %, PSNR in dB).", cells, data,
