@@ -482,7 +482,7 @@ def bench(
         ("GFLOP per image (one joint step)", figures["gflop_per_image"], "GFLOP", f"{figures['gflop_per_image']:.2f}"),
         ("achieved TFLOP/s", figures["achieved_tflops"], "TFLOP/s", f"{figures['achieved_tflops']:.2f}"),
         ("fraction of bf16 peak", frac, "fraction", "n/a (no GPU)" if frac is None else f"{frac:.1%}"),
-        ("warm-up: first step (compilation, kernel choice)", figures["warmup_s"], "s",
+        ("warm-up (the first step: compilation, kernel choice)", figures["warmup_s"], "s",
          _duration(float(figures["warmup_s"] or 0))),
         ("100-epoch paper run (15K images), training + warm-up", figures["paper_run_s"], "s",
          _duration(float(figures["paper_run_s"] or 0))),
