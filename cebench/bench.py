@@ -20,7 +20,7 @@ from cebench.masks import make_masks
 from cebench.metrics import score_batch
 from cebench.registry import create_variant
 from cebench.task import Task
-from cebench.train import WARMUP_STEPS, fit
+from cebench.train import fit, warmup_steps
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s (no sparsity: half the sheets' starred figures).
 # The first key found in the device name wins, so a form factor comes before its family: NVIDIA's H100 sheet gives
@@ -62,7 +62,8 @@ def peak_of(name: str) -> float | None:
 def train_rate(variant: Variant, device: torch.device, steps: int, fast: bool | None = None) -> tuple[float, float]:
     """(images/s of `fit` over `steps` steps after its warm-up, seconds of that warm-up: compilation, allocator growth
     and kernel choice, which a real run pays once per process)."""
-    n = variant.batch_size * (steps + WARMUP_STEPS)
+    fast = device.type == "cuda" if fast is None else fast
+    n = variant.batch_size * (steps + warmup_steps(device, fast))
     images = load_split(DataConfig(n_train=n), "train", variant.image_size, device)
     with tempfile.TemporaryDirectory() as tmp:
         result = fit(variant, images, images[:0], 0, Path(tmp) / "run", fast=fast)

@@ -35,11 +35,19 @@ from cebench.models import Generator
 from cebench.task import Task
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-WARMUP_STEPS = 1  # the steps of each `fit` call timed as warm-up, not training (2 with CUDA graphs: they are recorded
-# on the second)
 # The fast path on CUDA replays its compiled regions as CUDA graphs; CEBENCH_CUDA_GRAPHS=0 turns them off (they have not
 # run on a GPU yet: if a first GPU run fails in them, this is the way around while it is fixed).
 CUDA_GRAPHS = os.environ.get("CEBENCH_CUDA_GRAPHS", "1") != "0"
+
+
+def uses_cuda_graphs(device: torch.device, fast: bool) -> bool:
+    return fast and CUDA_GRAPHS and device.type == "cuda"
+
+
+def warmup_steps(device: torch.device, fast: bool) -> int:
+    """The steps of each `fit` call timed as warm-up, not training: the first (compilation on the fast path, allocator
+    growth and kernel choice on every path), and with CUDA graphs the second, which records them."""
+    return 2 if uses_cuda_graphs(device, fast) else 1
 
 
 class Diverged(RuntimeError):
@@ -122,11 +130,10 @@ def fit(
     # CUDA graphs replay each compiled region's kernels in one launch (the step's arithmetic at batch 64 takes less
     # time on a GPU than launching its kernels one by one). Not run yet: no GPU was available while writing this; the
     # CPU path never uses them.
-    cuda_graphs = fast and CUDA_GRAPHS and device.type == "cuda"
-    # The first step of each fit compiles on the fast path (the second records the CUDA graphs), and on every path
-    # grows the allocator and picks kernels: a cost paid once per process, timed apart so that images/s is the rate of
-    # training and later runs of an ablation do not look faster than the first.
-    warmup_steps = 2 if cuda_graphs else WARMUP_STEPS
+    cuda_graphs = uses_cuda_graphs(device, fast)
+    # Warm-up is a cost paid once per process, timed apart so that images/s is the rate of training and later runs of
+    # an ablation do not look faster than the first.
+    warmup_left = warmup_steps(device, fast)
 
     # The step's arithmetic as four functions of tensors, compiled on the fast path into one static graph each (and
     # their backward graphs), so what runs outside compiled code per step is the random draws, the backward calls and
@@ -291,8 +298,8 @@ def fit(
                 distributed.average_gradients(generator)
                 opt_g.step()
 
-                if warmup_steps > 0:  # a warm-up step: its time (up to the device finishing it) goes to warmup_s
-                    warmup_steps -= 1
+                if warmup_left > 0:  # a warm-up step: its time (up to the device finishing it) goes to warmup_s
+                    warmup_left -= 1
                     synchronize(device)
                     now = time.perf_counter()
                     result.warmup_s += now - t0

@@ -59,3 +59,14 @@ def test_rates_are_measured() -> None:
     rate = score_rate(cpu, 16)
     assert 16 / (time.perf_counter() - t0) <= rate
     assert peak_tflops(cpu) is None
+
+
+def test_warm_up_is_one_step_and_two_with_cuda_graphs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench.train_rate` gives the fit this many extra steps, so `steps` of them are timed on every path."""
+    import cebench.train
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setattr(cebench.train, "CUDA_GRAPHS", True)
+    assert [cebench.train.warmup_steps(d, f) for d, f in ((cuda, True), (cuda, False), (cpu, True))] == [2, 1, 1]
+    monkeypatch.setattr(cebench.train, "CUDA_GRAPHS", False)  # CEBENCH_CUDA_GRAPHS=0
+    assert cebench.train.warmup_steps(cuda, True) == 1
