@@ -147,12 +147,17 @@ def test_a_killed_worker_has_its_run_completed_by_the_other(tmp_path: Path, serv
 
 
 def test_ctrl_c_stops_every_worker_and_the_same_command_continues(tmp_path: Path) -> None:
-    spec, out = write_spec(tmp_path, overrides={**TINY, "epochs": 3, "overlap": 2}), tmp_path / "runs"
+    spec, out = write_spec(tmp_path, overrides={**TINY, "epochs": 20, "overlap": 2}), tmp_path / "runs"
     args = ("run", spec, "--out", out, "--devices", "cpu,cpu")
     grid = cebench(*args)
     spec_dir = out / "grid"
     deadline = time.monotonic() + 300
-    while not any((spec_dir / r / "state.pt").is_file() for r in RUNS):  # a worker is mid-run
+
+    def mid_run(run_dir: Path) -> bool:  # its first epoch is logged, 19 are left: a worker is surely training it
+        log = run_dir / "train.log"
+        return log.is_file() and "epoch=1 " in log.read_text()
+
+    while not any(mid_run(spec_dir / r) for r in RUNS):
         assert grid.poll() is None and time.monotonic() < deadline, grid.communicate()[0]
         time.sleep(0.1)
     grid.send_signal(signal.SIGINT)  # to the parent alone: it stops its workers itself
