@@ -22,7 +22,7 @@ from cebench.device import synchronize
 from cebench.errors import UserError
 from cebench.evaluate import evaluate
 from cebench.imageio import read_image
-from cebench.masks import MEAN_RGB, Masks, center_box, fill_holes, grow, make_masks, to_luma
+from cebench.masks import MEAN_RGB, Masks, center_box, fill_holes, grow, make_masks, to_luma, white_pixels
 from cebench.metrics import summarize
 from cebench.models import Generator
 from cebench.photo import Photo, chroma, luma, membrane_fill, photo_size, read_photo, to_rgb, write_photo
@@ -152,11 +152,11 @@ def parse_box(text: str) -> tuple[int, int, int, int]:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A mask image's white pixels (every channel > 127) as a bool (H, W) hole."""
+    """A mask image's white pixels (gray level > 127, as `cebench score --mask` reads them) as a bool (H, W) hole."""
     image = read_image(path) if path.is_file() else None
     if image is None:
         raise UserError(f"--mask {path}: {'not a readable image' if path.is_file() else 'no such file'}")
-    return (image > 127).all(0).numpy()
+    return white_pixels(image).numpy()
 
 
 def choose_hole(path: Path, size: tuple[int, ...], task: Task, box: tuple[int, int, int, int] | None,

@@ -140,6 +140,12 @@ def fill_holes(images: torch.Tensor, hole: torch.Tensor, fill: str, generator: t
     return torch.where(hole, value, images)
 
 
+def white_pixels(image: torch.Tensor) -> torch.Tensor:
+    """The marked pixels of a mask image (C, H, W) in [0, 255], bool (H, W): gray level (BT.601 luma) above 127. One
+    rule for every mask a user draws (`cebench score --mask`, `cebench inpaint --mask`)."""
+    return (to_luma(image.unsqueeze(0).double()) > 127.5)[0, 0]
+
+
 def to_luma(images: torch.Tensor) -> torch.Tensor:
     """RGB (N, 3, H, W) -> luma (N, 1, H, W) with BT.601 weights; 1-channel input is returned unchanged."""
     if images.shape[1] == 1:

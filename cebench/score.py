@@ -33,7 +33,7 @@ from rich.console import Console
 from cebench.classical import CLASSICAL, inpaint
 from cebench.errors import UserError, choices
 from cebench.imageio import IMAGE_SUFFIXES, atomic_path, list_images, read_image
-from cebench.masks import center_box, grow, make_masks, to_luma
+from cebench.masks import center_box, grow, make_masks, to_luma, white_pixels
 from cebench.metrics import (
     HIGHER_IS_BETTER,
     METRIC_UNITS,
@@ -160,7 +160,7 @@ def read_mask(path: Path) -> torch.Tensor:
     image = read_image(path)
     if image is None:
         raise UserError(f"cannot read mask image {path}")
-    region = to_luma(image.unsqueeze(0).double()) > 127.5
+    region = white_pixels(image)[None, None]
     if not bool(region.any()):
         raise UserError(f"mask image {path} has no white (> 127) pixel: nothing to score")
     return region

@@ -23,20 +23,15 @@ class Task:
         the whole image."""
         return self.variant.mask == "center" and self.variant.pretext != "autoencoder"
 
-    def train_masks(self, n: int, generator: torch.Generator) -> Masks:
-        """The training masks, drawn from `generator`, on its device. The autoencoder pretext hides nothing and predicts
-        everything; evaluation still uses the variant's mask (`evaluate.eval_masks`), so every pretext is scored on the
-        same holes."""
-        return self.train_masks_from(self.train_mask_draws(n, generator), n, generator.device)
-
     def train_mask_draws(self, n: int, generator: torch.Generator) -> MaskDraws:
-        """The random part of `train_masks`, drawn before a compiled step runs (a compiled graph cannot take a
-        generator)."""
+        """The random part of `n` training masks, drawn from `generator` before a compiled step runs (a compiled graph
+        cannot take a generator); `train_masks` makes the masks from them."""
         v = self.variant
         return () if v.pretext == "autoencoder" else mask_draws(v.mask, n, v.image_size, generator)
 
-    def train_masks_from(self, draws: MaskDraws, n: int, device: torch.device) -> Masks:
-        """`train_masks` made from its draws."""
+    def train_masks(self, draws: MaskDraws, n: int, device: torch.device) -> Masks:
+        """The training masks made from their draws. The autoencoder pretext hides nothing and predicts everything;
+        evaluation still uses the variant's mask (`evaluate.eval_masks`), so every pretext is scored on the same holes."""
         v = self.variant
         if v.pretext == "autoencoder":
             shape = (n, 1, v.image_size, v.image_size)

@@ -142,7 +142,7 @@ def fit(
                 noise: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """The batch, its masks and filled input from the step's draws; the target and loss weights of the prediction."""
         real = image_batch(images, idx, size, gray=gray, train=True, generator=None, draws=crop_u)
-        masks = task.train_masks_from(mask_u, bs, device)  # the global batch's: its region is the loss's denominator
+        masks = task.train_masks(mask_u, bs, device)  # the global batch's: its region is the loss's denominator
         region_px = task.crop(masks.region).sum() * real.shape[1] / ranks
         masks = masks[mine]
         x = fill_holes(real, masks.hole, variant.fill, noise=noise)

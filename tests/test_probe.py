@@ -101,12 +101,14 @@ def test_wilson_interval_against_the_closed_form() -> None:
 def test_autoencoder_hides_nothing_and_predicts_everything() -> None:
     v = create_variant("pathak2016_l2", **TINY, pretext="autoencoder")
     task = Task(v)
-    masks = task.train_masks(4, torch.Generator().manual_seed(0))
+    cpu = torch.device("cpu")
+    masks = task.train_masks(task.train_mask_draws(4, torch.Generator().manual_seed(0)), 4, cpu)
     assert not masks.hole.any() and masks.region.all()
     assert torch.equal(task.loss_weights(masks), torch.ones(4, 1, 32, 32))
     assert task.out_size == 32 and task.build_generator()(torch.zeros(2, 3, 32, 32)).shape == (2, 3, 32, 32)
     inpaint = Task(v.model_copy(update={"pretext": "inpaint"}))
-    assert inpaint.train_masks(4, torch.Generator().manual_seed(0)).hole.any() and inpaint.out_size == 16
+    draws = inpaint.train_mask_draws(4, torch.Generator().manual_seed(0))
+    assert inpaint.train_masks(draws, 4, cpu).hole.any() and inpaint.out_size == 16
 
 
 def test_pretext_none_is_an_untrained_run_with_weights(tmp_path: Path) -> None:
